@@ -1,0 +1,78 @@
+r"""Slot Attention autoencoder on CLEVR6-like scenes (Locatello et al., 2020, Sec. 4.1).
+
+Object discovery setting of the paper: 128x128 images of 3-6 objects, 7 slots,
+3 iterations, 64-d slots and convolutions, a spatial broadcast decoder from 8x8,
+batch 64, Adam at 4e-4 with 10k warm-up steps and x0.5 decay every 100k steps,
+500k steps. The data are ocjax's rendered CLEVR-like scenes (offline); the paper's
+CLEVR6 score is FG-ARI 98.8 +- 0.3.
+
+Presets (after a colon): `quick` finishes on a 2-core CPU in a few minutes.
+
+    python -m ocjax.main --config configs/clevr_sa_ae.py --workdir runs/sa_ae
+    python -m ocjax.main --config configs/clevr_sa_ae.py:quick --workdir runs/sa_quick
+"""
+
+import ml_collections
+
+
+def get_config(preset: str = "") -> ml_collections.ConfigDict:
+  """Returns the experiment, optionally shrunk by a preset."""
+  config = ml_collections.ConfigDict()
+  config.seed = 42
+  config.objective = "autoencoder"
+
+  # Data: rendered CLEVR-like scenes, 3-6 objects (CLEVR6), 128x128.
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "clevr_like"
+  config.data.data_dir = ml_collections.config_dict.placeholder(str)
+  config.data.resolution = 128
+  config.data.max_objects = 6
+  config.data.options = ml_collections.ConfigDict(dict(
+      min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0))
+
+  # Model: CNN encoder -> Slot Attention -> spatial broadcast decoder.
+  config.model = ml_collections.ConfigDict(dict(
+      name="slot_attention_autoencoder",
+      num_slots=7,
+      num_iterations=3,
+      slot_dim=64,
+      mlp_hidden_dim=128,
+      encoder_channels=[64, 64, 64, 64],
+      decoder_initial_size=8,
+      decoder_upsample_channels=[64, 64, 64, 64],
+      decoder_hidden_channels=[64],
+      kernel_size=5,
+      dtype="float32",  # "bfloat16" computes in bf16 with float32 parameters.
+  ))
+
+  # Optimisation: Adam, linear warm-up, exponential decay.
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adam",
+      weight_decay=0.0,
+      grad_clip_norm=ml_collections.config_dict.placeholder(float),
+      schedule=dict(learning_rate=4e-4, warmup_steps=10_000, decay="exponential",
+                    decay_steps=100_000, decay_rate=0.5),
+  ))
+
+  config.training = ml_collections.ConfigDict(dict(
+      batch_size=64, num_steps=500_000, log_every=100, checkpoint_every=5_000,
+      image_every=5_000, keep_checkpoints=3))
+  config.evaluation = ml_collections.ConfigDict(dict(
+      split="test", batch_size=64, max_examples=ml_collections.config_dict.placeholder(int),
+      num_images=8))
+  config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+
+  if preset == "quick":
+    # 64x64 scenes, a slimmer network and 2k steps: a few minutes on a 2-core CPU.
+    config.data.resolution = 64
+    config.data.options.update(num_train=2_000, num_validation=100, num_test=200)
+    config.model.update(num_slots=7, slot_dim=32, mlp_hidden_dim=64,
+                        encoder_channels=[32, 32, 32], decoder_upsample_channels=[32, 32, 32],
+                        decoder_hidden_channels=[32], decoder_initial_size=8)
+    config.optimizer.schedule.update(warmup_steps=200, decay_steps=2_000)
+    config.training.update(batch_size=16, num_steps=2_000, log_every=50,
+                           checkpoint_every=500, image_every=500)
+    config.evaluation.batch_size = 50
+  elif preset:
+    raise ValueError(f"Unknown preset {preset!r} for clevr_sa_ae.py; use '' or 'quick'.")
+  return config

@@ -1,0 +1,1 @@
+"""tensorflow-datasets builders for the datasets ocjax generates or reads."""

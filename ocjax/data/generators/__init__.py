@@ -1,0 +1,1 @@
+"""Procedural scene generators (pure numpy)."""

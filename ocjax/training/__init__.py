@@ -1,0 +1,1 @@
+"""Training infrastructure: state, optimiser, steps, checkpoints, logging and the loop."""

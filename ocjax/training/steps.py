@@ -1,0 +1,57 @@
+"""Jit-compiled train and eval steps (pure functions; the trainer binds and shards them)."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from ocjax import metrics as seg
+from ocjax.training.objectives import Objective, finite
+from ocjax.training.state import TrainState
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
+               tx: optax.GradientTransformation, objective: Objective,
+               schedule: optax.Schedule, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimiser step on `batch`. A step whose loss or gradient is not finite leaves the
+  state unchanged (so the last good state can be saved) and reports `finite = 0`."""
+  step_rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    outputs = model.apply({"params": params}, batch["image"], rngs={"slots": step_rng})
+    return objective.loss(outputs, batch)
+
+  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.global_norm(grads)
+  ok = finite({"loss": loss, "grad_norm": grad_norm})
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+  new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+                         opt_state=keep(opt_state, state.opt_state))
+  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in terms.items()},
+             "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+             "finite": ok.astype(jnp.float32)}
+  return new_state, metrics
+
+
+def eval_step(params: Any, batch: dict[str, jax.Array], *, model: nn.Module,
+              objective: Objective, rng: jax.Array, num_true: int) -> dict[str, Any]:
+  """Model outputs and per-image segmentation metrics `[b]` for each kind of predicted mask."""
+  outputs = model.apply({"params": params}, batch["image"], rngs={"slots": rng})
+  true_ids = batch["segmentation"]
+  per_image = {}
+  masks = objective.masks(outputs, true_ids.shape[1:])
+  for name, m in masks.items():
+    pred_ids = seg.ids_from_masks(m)
+    num_pred = m.shape[1]
+    per_image[f"{name}/fg_ari"] = seg.fg_ari(true_ids, pred_ids, num_true, num_pred)
+    per_image[f"{name}/ari"] = seg.ari(true_ids, pred_ids, num_true, num_pred)
+    per_image[f"{name}/mbo"] = seg.mbo(true_ids, pred_ids, num_true, num_pred)
+    per_image[f"{name}/miou"] = seg.miou(true_ids, pred_ids, num_true, num_pred)
+  has_fg = seg.has_foreground(true_ids) & batch["valid"]
+  weights = {k: has_fg if k.endswith(("fg_ari", "mbo", "miou")) else batch["valid"]
+             for k in per_image}
+  return {"per_image": per_image, "weights": weights, "outputs": outputs, "masks": masks}

@@ -1,0 +1,203 @@
+"""The training loop: config -> data -> model -> jitted sharded steps -> logs, checkpoints, eval."""
+
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from ocjax import parallel, visualize
+from ocjax.data import load_sources, pipeline
+from ocjax.models import build_model
+from ocjax.training import checkpoint, optim
+from ocjax.training.objectives import get_objective
+from ocjax.training.state import TrainState, create_state
+from ocjax.training.steps import eval_step, train_step
+from ocjax.training.writers import MetricWriter
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or Inf; the last good state was checkpointed."""
+
+
+class Experiment:
+  """Everything built from a config once: mesh, data, model, optimiser and jitted steps."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.mesh = parallel.make_mesh(config.mesh.num_devices)
+    self.batch_size = parallel.per_host_batch_size(
+        config.training.batch_size, self.mesh, "training.batch_size")
+    self.eval_batch_size = parallel.per_host_batch_size(
+        config.evaluation.batch_size, self.mesh, "evaluation.batch_size")
+    self.model = build_model(**config.model)
+    self.objective = get_objective(config.objective)
+    self.schedule = optim.learning_rate_schedule(
+        total_steps=config.training.num_steps, **config.optimizer.schedule)
+    self.tx = optim.make_optimizer(
+        config.optimizer.name, self.schedule, weight_decay=config.optimizer.weight_decay,
+        grad_clip_norm=config.optimizer.grad_clip_norm)
+    self.rng = jax.random.key(config.seed)
+    res = config.data.resolution
+    self.state_shape = jax.eval_shape(self._init, np.zeros((1, res, res, 3), np.float32))
+    self.sources = load_sources(config.data.name, config.data.data_dir, dict(
+        resolution=res, max_objects=config.data.max_objects, **config.data.options))
+    preprocess = functools.partial(pipeline.preprocess_scene,
+                                   max_objects=config.data.max_objects)
+    self.train_data = pipeline.training_batches(
+        self.sources["train"], preprocess, batch_size=self.batch_size, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    self.eval_data = pipeline.evaluation_batches(
+        self.sources[config.evaluation.split], preprocess, batch_size=self.eval_batch_size,
+        max_examples=config.evaluation.max_examples, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+    replicated = parallel.replicated(self.mesh)
+    batch = parallel.batch_sharding(self.mesh)
+    state_sharding = jax.tree.map(lambda _: replicated, self.state_shape)
+    self.init_state = jax.jit(self._init, out_shardings=state_sharding)
+    self.train_step = jax.jit(
+        functools.partial(train_step, model=self.model, tx=self.tx, objective=self.objective,
+                          schedule=self.schedule, rng=jax.random.fold_in(self.rng, 1)),
+        in_shardings=(state_sharding, batch), out_shardings=(state_sharding, replicated),
+        donate_argnums=0)
+    self.eval_step = jax.jit(
+        functools.partial(eval_step, model=self.model, objective=self.objective,
+                          rng=jax.random.fold_in(self.rng, 2),
+                          num_true=config.data.max_objects + 1),
+        in_shardings=(state_sharding.params, batch))
+
+  def _init(self, images: np.ndarray) -> TrainState:
+    """Initialises parameters and optimiser state from a dummy batch `[1, h, w, 3]`."""
+    params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
+    variables = self.model.init({"params": params_rng, "slots": slots_rng}, images)
+    return create_state(variables["params"], self.tx)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains (resuming from `workdir` if it holds checkpoints), then evaluates on the test split."""
+  exp = Experiment(config)
+  cfg = config.training
+  is_lead = jax.process_index() == 0
+  writer = MetricWriter(workdir, enabled=is_lead)
+  manager = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints)
+  with exp.mesh:
+    state = checkpoint.restore_latest(manager, exp.init_state(np.zeros(
+        (1, config.data.resolution, config.data.resolution, 3), np.float32)))
+    start = int(jax.device_get(state.step))
+    if start:
+      logging.info("Resuming from step %d in %s", start, workdir)
+    batches = pipeline.iterate(exp.train_data, start)
+    window: list[dict[str, jax.Array]] = []
+    progress = tqdm.tqdm(total=cfg.num_steps, initial=start, disable=not is_lead,
+                         dynamic_ncols=True, desc="train")
+    tick, tick_step = time.perf_counter(), start
+    for step in range(start + 1, cfg.num_steps + 1):
+      state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
+      window.append(metrics)
+      progress.update(1)
+      if step % cfg.log_every == 0 or step == cfg.num_steps:
+        summary = _summarise(window, step - len(window) + 1)
+        if summary is None:
+          checkpoint.save(manager, state)
+          manager.wait_until_finished()
+          bad_step, term = _first_nonfinite(window, step - len(window) + 1)
+          raise NonFiniteLossError(
+              f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite state "
+              f"(step {int(jax.device_get(state.step))}) is saved in {workdir}/checkpoints; "
+              "lower optimizer.schedule.learning_rate or set optimizer.grad_clip_norm.")
+        now = time.perf_counter()
+        summary["steps_per_sec"] = (step - tick_step) / (now - tick)
+        tick, tick_step = now, step
+        writer.scalars(step, summary)
+        progress.set_postfix(loss=f"{summary['loss']:.4f}")
+        window = []
+      if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
+        checkpoint.save(manager, state)
+      if step % cfg.image_every == 0:
+        writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
+    progress.close()
+    manager.wait_until_finished()
+    results = evaluate(exp, state, workdir, writer)
+  writer.close()
+  return state
+
+
+def _summarise(window: list[dict[str, jax.Array]], first_step: int) -> dict[str, float] | None:
+  """Means of a window of step metrics, or None if any step was not finite."""
+  host = jax.device_get(window)
+  if min(m["finite"] for m in host) < 1:
+    return None
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "finite"}
+
+
+def _first_nonfinite(window: list[dict[str, jax.Array]], first_step: int) -> tuple[int, str]:
+  """The first step of a window whose metrics were not finite, and the first bad term."""
+  for offset, metrics in enumerate(jax.device_get(window)):
+    if metrics["finite"] < 1:
+      bad = [k for k, v in metrics.items() if k.startswith("loss") and not np.isfinite(v)]
+      return first_step + offset, (bad[0] if bad else "grad_norm")
+  raise AssertionError("no non-finite step in window")
+
+
+def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.ndarray]:
+  """Input, reconstruction and slot-mask panels for the first evaluation batch."""
+  batch = exp.eval_data[0]
+  out = exp.eval_step(state.params, parallel.to_global(batch, exp.mesh))
+  host = parallel.to_host({"outputs": out["outputs"], "masks": out["masks"]})
+  num_true = exp.config.data.max_objects + 1
+  n = min(limit, batch["image"].shape[0])
+  recon = host["outputs"]["reconstruction"][:n]
+  return {f"slots/{name}": visualize.slot_panel(batch["image"][:n], recon, masks[:n],
+                                                batch["segmentation"][:n], num_true)
+          for name, masks in host["masks"].items()}
+
+
+def evaluate(exp: Experiment, state: TrainState, workdir: str,
+             writer: MetricWriter | None = None) -> dict[str, Any]:
+  """Segmentation metrics over the evaluation split -> `workdir/eval.json` and `workdir/images/`."""
+  totals: dict[str, float] = {}
+  counts: dict[str, float] = {}
+  for batch in pipeline.iterate(exp.eval_data):
+    out = exp.eval_step(state.params, parallel.to_global(batch, exp.mesh))
+    host = parallel.to_host({"per_image": out["per_image"], "weights": out["weights"]})
+    for key, values in host["per_image"].items():
+      w = host["weights"][key].astype(np.float64)
+      totals[key] = totals.get(key, 0.0) + float(np.sum(values * w))
+      counts[key] = counts.get(key, 0.0) + float(np.sum(w))
+  step = int(jax.device_get(state.step))
+  results = {"step": step, "split": exp.config.evaluation.split,
+             "num_images": int(counts.get(next(iter(counts)), 0)),
+             **{k: totals[k] / counts[k] if counts[k] else None for k in sorted(totals)}}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
+      json.dump(results, f, indent=2)
+    pictures = _pictures(exp, state, limit=exp.config.evaluation.num_images)
+    for name, picture in pictures.items():
+      visualize.save_png(os.path.join(workdir, "images", name.replace("/", "_") + ".png"),
+                         picture)
+    if writer is not None:
+      writer.scalars(step, {f"eval/{k}": v for k, v in results.items()
+                            if isinstance(v, float)})
+      writer.images(step, pictures)
+  return results
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Evaluates the latest checkpoint in `workdir` (`--mode eval`)."""
+  exp = Experiment(config)
+  manager = checkpoint.checkpoint_manager(workdir, config.training.keep_checkpoints)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train first "
+                            "(--mode train) or pass the --workdir of a finished run.")
+  with exp.mesh:
+    res = config.data.resolution
+    state = checkpoint.restore_latest(
+        manager, exp.init_state(np.zeros((1, res, res, 3), np.float32)))
+    return evaluate(exp, state, workdir)

@@ -1,0 +1,34 @@
+"""ocjax: object-centric representation learning in JAX and Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="ocjax",
+    version="0.1.0",
+    description="Object-centric representation learning (slots and masks) in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["ocjax", "ocjax.*"]),
+    python_requires=">=3.11,<3.14",
+    install_requires=[
+        "jax>=0.4.35",
+        "flax>=0.10.2",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.10",
+        "ml_collections>=0.1.1",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "pillow>=10.0",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "tensorflow-datasets>=4.9.6",
+        "array_record>=0.5",
+        "grain>=0.2.6",
+        "importlib_resources>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "chex>=0.1.87", "scikit-learn>=1.4", "scikit-image>=0.22"],
+        "tf": ["tensorflow-cpu>=2.16"],
+    },
+)

@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny experiment config and a tiny rendered dataset."""
+
+import os
+
+import pytest
+
+from configs import clevr_sa_ae
+
+
+def tiny_config(data_dir: str):
+  """The quick CLEVR-like autoencoder shrunk to seconds: 32x32 scenes, 8-channel layers."""
+  config = clevr_sa_ae.get_config("quick")
+  config.data.data_dir = data_dir
+  config.data.resolution = 32
+  config.data.max_objects = 4
+  config.data.options.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
+  config.model.update(num_slots=4, num_iterations=2, slot_dim=16, mlp_hidden_dim=16,
+                      encoder_channels=[8, 8], decoder_initial_size=8,
+                      decoder_upsample_channels=[8, 8], decoder_hidden_channels=[8],
+                      kernel_size=3)
+  config.optimizer.schedule.update(learning_rate=1e-3, warmup_steps=2, decay_steps=100)
+  config.training.update(batch_size=8, num_steps=6, log_every=2, checkpoint_every=3,
+                         image_every=1000, keep_checkpoints=5)
+  config.evaluation.update(batch_size=8, num_images=2)
+  return config
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+  """A tensorflow-datasets directory shared by the tests of one session."""
+  return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture
+def config(data_dir):
+  """A fresh tiny config per test."""
+  return tiny_config(data_dir)
+
+
+def pytest_configure(config):
+  """Keeps JAX on the CPU and quiet in tests."""
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
