@@ -6,9 +6,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ocjax.models.autoencoder import SlotAttentionAutoEncoder
+from ocjax.models.object_contrastive import ObjectContrastiveModel
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "slot_attention_autoencoder": SlotAttentionAutoEncoder,
+    "object_contrastive": ObjectContrastiveModel,
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 
 from ocjax.models.decoders import SpatialBroadcastDecoder
 from ocjax.models.encoders import CNNEncoder
-from ocjax.models.slot_attention import GaussianSlotInit, SlotAttention
+from ocjax.models.queries import GaussianQueries
+from ocjax.models.slot_attention import SlotAttention
 
 Dtype = Any
 
@@ -49,7 +50,7 @@ class SlotAttentionAutoEncoder(nn.Module):
           f"{height} / 2**{len(self.decoder_upsample_channels)} or change data.resolution.")
     tokens = CNNEncoder(channels=self.encoder_channels, kernel_size=self.kernel_size,
                         token_dim=self.slot_dim, dtype=self.dtype, name="encoder")(images)
-    slots = GaussianSlotInit(self.num_slots, self.slot_dim, name="slot_init")(batch)
+    slots = GaussianQueries(self.num_slots, self.slot_dim, name="slot_init")(batch)
     slots, attention = SlotAttention(
         num_iterations=self.num_iterations, mlp_hidden_dim=self.mlp_hidden_dim,
         dtype=self.dtype, name="slot_attention")(slots, tokens)

@@ -1,4 +1,4 @@
-"""Slot Attention (Locatello et al., 2020) and its slot initialisers.
+"""Slot Attention (Locatello et al., 2020); slot initialisers live in `queries.py`.
 
 Shapes: inputs `[batch, num_inputs, input_dim]`, slots `[batch, num_slots, slot_dim]`,
 attention `[batch, num_slots, num_inputs]`.
@@ -11,23 +11,6 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
-
-
-class GaussianSlotInit(nn.Module):
-  """Samples slots from one learned diagonal Gaussian shared by all slots."""
-
-  num_slots: int
-  slot_dim: int
-
-  @nn.compact
-  def __call__(self, batch_size: int) -> jax.Array:
-    """Returns initial slots `[batch, num_slots, slot_dim]` (needs the `slots` rng)."""
-    mu = self.param("mu", nn.initializers.xavier_uniform(), (1, 1, self.slot_dim))
-    log_sigma = self.param(
-        "log_sigma", nn.initializers.xavier_uniform(), (1, 1, self.slot_dim))
-    noise = jax.random.normal(
-        self.make_rng("slots"), (batch_size, self.num_slots, self.slot_dim))
-    return mu + jnp.exp(log_sigma) * noise
 
 
 class SlotMLP(nn.Module):
