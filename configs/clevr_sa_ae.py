@@ -19,7 +19,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   """Returns the experiment, optionally shrunk by a preset."""
   config = ml_collections.ConfigDict()
   config.seed = 42
-  config.objective = "autoencoder"
+  config.objective = ml_collections.ConfigDict(dict(name="autoencoder"))
 
   # Data: rendered CLEVR-like scenes, 3-6 objects (CLEVR6), 128x128.
   config.data = ml_collections.ConfigDict()
@@ -55,7 +55,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   ))
 
   config.training = ml_collections.ConfigDict(dict(
-      batch_size=64, num_steps=500_000, log_every=100, checkpoint_every=5_000,
+      batch_size=64, num_steps=500_000, num_epochs=ml_collections.config_dict.placeholder(float),
+      log_every=100, checkpoint_every=5_000,
       image_every=5_000, keep_checkpoints=3))
   config.evaluation = ml_collections.ConfigDict(dict(
       split="test", batch_size=64, max_examples=ml_collections.config_dict.placeholder(int),

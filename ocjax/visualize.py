@@ -14,9 +14,15 @@ def palette(num_colors: int) -> np.ndarray:
   return (np.asarray(colors[:num_colors]) * 255).astype(np.uint8)
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Maps float images in [-1, 1] (any shape `[..., 3]`) to uint8."""
-  return np.clip((np.asarray(images) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def to_uint8(images: np.ndarray, normalization: str = "signed") -> np.ndarray:
+  """Maps float images `[..., 3]` ("signed": in [-1, 1]; "imagenet": mean/std) to uint8."""
+  images = np.asarray(images, np.float64)
+  unit = (images + 1.0) / 2.0 if normalization == "signed" else images * IMAGENET_STD + IMAGENET_MEAN
+  return np.clip(unit * 255.0, 0, 255).round().astype(np.uint8)
 
 
 def colorize(ids: np.ndarray, num_colors: int) -> np.ndarray:
@@ -42,24 +48,35 @@ def grid(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
   return out
 
 
-def slot_panel(image: np.ndarray, reconstruction: np.ndarray, masks: np.ndarray,
-               true_ids: np.ndarray, num_true: int) -> np.ndarray:
-  """One row per example: input, reconstruction, GT and predicted segmentation, masked slots.
+def _masked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """Shows `image` `[h, w, 3]` where `mask` `[h, w]` in [0, 1] is high, white elsewhere."""
+  mask = np.asarray(mask, np.float64)[..., None]
+  return (mask * image + (1.0 - mask) * 255.0).round().astype(np.uint8)
 
-  `image`, `reconstruction`: `[b, h, w, 3]` in [-1, 1]; `masks`: `[b, k, h, w]` in [0, 1];
-  `true_ids`: `[b, h, w]`. Returns a uint8 picture.
+
+def slot_panel(images: np.ndarray, masks: np.ndarray, true_ids: np.ndarray, num_true: int,
+               reconstructions: np.ndarray | None = None,
+               binary: np.ndarray | None = None) -> np.ndarray:
+  """One row per example: input, [reconstruction], GT, predicted segmentation, then slots.
+
+  `images`, `reconstructions`: uint8 `[b, h, w, 3]`; `masks`: `[b, k, h, w]` in [0, 1]
+  (each slot shown as the image seen through its mask); `binary`: optional bool
+  `[b, k, h, w]` (e.g. Otsu masks), then shown as a second row of overlays per example.
   """
   rows = []
   num_slots = masks.shape[1]
-  for b in range(image.shape[0]):
-    rgb = to_uint8(image[b])
-    pred = np.argmax(masks[b], axis=0) + 1
-    row = [rgb, to_uint8(reconstruction[b]), colorize(true_ids[b], num_true),
-           overlay(rgb, pred, num_slots + 1)]
-    for k in range(num_slots):
-      row.append((masks[b, k][..., None] * rgb + (1 - masks[b, k][..., None]) * 255)
-                 .round().astype(np.uint8))
-    rows.append(row)
+  for b in range(images.shape[0]):
+    lead = [images[b]]
+    if reconstructions is not None:
+      lead.append(reconstructions[b])
+    lead += [colorize(true_ids[b], num_true),
+             overlay(images[b], np.argmax(masks[b], axis=0) + 1, num_slots + 1)]
+    scale = masks[b] / np.maximum(masks[b].max(axis=(1, 2), keepdims=True), 1e-8)
+    rows.append(lead + [_masked(images[b], scale[k]) for k in range(num_slots)])
+    if binary is not None:
+      blank = np.full_like(images[b], 255)
+      rows.append([blank] * len(lead) + [_masked(images[b], binary[b, k])
+                                         for k in range(num_slots)])
   return grid(rows)
 
 

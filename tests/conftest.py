@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from configs import clevr_sa_ae
+from configs import clevr_sa_ae, clevr_slots
 
 
 def tiny_config(data_dir: str):
@@ -22,6 +22,23 @@ def tiny_config(data_dir: str):
   config.training.update(batch_size=8, num_steps=6, log_every=2, checkpoint_every=3,
                          image_every=1000, keep_checkpoints=5)
   config.evaluation.update(batch_size=8, num_images=2)
+  return config
+
+
+def tiny_slots_config(data_dir: str, presets: str = ""):
+  """The flagship contrastive experiment shrunk to seconds: 32x32 scenes, a 16-d ViT."""
+  config = clevr_slots.get_config("+".join(filter(None, [presets, "quick"])))
+  config.data.data_dir = data_dir
+  config.data.resolution = 32
+  config.data.max_objects = 4
+  config.data.views.size = 32
+  config.data.options.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
+  config.model.update(patch_size=4, dim=16, depth=1, num_heads=2, mlp_dim=32, num_queries=5,
+                      global_dim=16, projection_dim=8)
+  config.training.update(batch_size=8, num_epochs=1.0, log_every=2, checkpoint_every=3,
+                         image_every=1000)
+  config.evaluation.update(batch_size=8, num_images=2)
+  config.evaluation.probe.update(steps=50)
   return config
 
 

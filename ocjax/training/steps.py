@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from ocjax import metrics as seg
+from ocjax.metrics import otsu
 from ocjax.training.objectives import Objective, finite
 from ocjax.training.state import TrainState
 
@@ -20,7 +21,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
   step_rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
-    outputs = model.apply({"params": params}, batch["image"], rngs={"slots": step_rng})
+    outputs = model.apply({"params": params}, objective.train_inputs(batch),
+                          rngs={"slots": step_rng})
     return objective.loss(outputs, batch)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -39,19 +41,30 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
 
 def eval_step(params: Any, batch: dict[str, jax.Array], *, model: nn.Module,
               objective: Objective, rng: jax.Array, num_true: int) -> dict[str, Any]:
-  """Model outputs and per-image segmentation metrics `[b]` for each kind of predicted mask."""
+  """Outputs, masks, features, object attributes and per-image metrics `[b]` with weights.
+
+  For each kind of predicted mask: FG-ARI, ARI, mBO and Hungarian mIoU of the argmax
+  segmentation, plus Otsu-IoU/Dice for the kinds the objective names. Padded rows and
+  images without foreground get weight 0.
+  """
   outputs = model.apply({"params": params}, batch["image"], rngs={"slots": rng})
-  true_ids = batch["segmentation"]
-  per_image = {}
+  true_ids, valid = batch["segmentation"], batch["valid"]
+  has_fg = seg.has_foreground(true_ids) & valid
+  per_image, weights = {}, {}
   masks = objective.masks(outputs, true_ids.shape[1:])
   for name, m in masks.items():
-    pred_ids = seg.ids_from_masks(m)
-    num_pred = m.shape[1]
-    per_image[f"{name}/fg_ari"] = seg.fg_ari(true_ids, pred_ids, num_true, num_pred)
-    per_image[f"{name}/ari"] = seg.ari(true_ids, pred_ids, num_true, num_pred)
-    per_image[f"{name}/mbo"] = seg.mbo(true_ids, pred_ids, num_true, num_pred)
-    per_image[f"{name}/miou"] = seg.miou(true_ids, pred_ids, num_true, num_pred)
-  has_fg = seg.has_foreground(true_ids) & batch["valid"]
-  weights = {k: has_fg if k.endswith(("fg_ari", "mbo", "miou")) else batch["valid"]
-             for k in per_image}
-  return {"per_image": per_image, "weights": weights, "outputs": outputs, "masks": masks}
+    pred_ids, num_pred = seg.ids_from_masks(m), m.shape[1]
+    scores = {"fg_ari": seg.fg_ari(true_ids, pred_ids, num_true, num_pred),
+              "ari": seg.ari(true_ids, pred_ids, num_true, num_pred),
+              "mbo": seg.mbo(true_ids, pred_ids, num_true, num_pred),
+              "miou": seg.miou(true_ids, pred_ids, num_true, num_pred)}
+    if name in objective.otsu_masks:
+      scores["otsu_iou"] = otsu.otsu_iou(m, true_ids, num_true)
+      scores["otsu_dice"] = otsu.otsu_dice(m, true_ids, num_true)
+    for metric, values in scores.items():
+      per_image[f"{name}/{metric}"] = values
+      weights[f"{name}/{metric}"] = valid if metric == "ari" else has_fg
+  features = objective.features(outputs) if objective.features else None
+  attributes = {k: batch[k] for k in ("size", "color", "material", "shape", "present", "valid")}
+  return {"per_image": per_image, "weights": weights, "outputs": outputs, "masks": masks,
+          "features": features, "attributes": attributes}

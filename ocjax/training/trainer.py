@@ -13,10 +13,11 @@ import numpy as np
 import tqdm
 
 from ocjax import parallel, visualize
-from ocjax.data import load_sources, pipeline
+from ocjax.metrics import otsu, vqa
+from ocjax.data import augment, load_sources, pipeline
 from ocjax.models import build_model
 from ocjax.training import checkpoint, optim
-from ocjax.training.objectives import get_objective
+from ocjax.training.objectives import build_objective
 from ocjax.training.state import TrainState, create_state
 from ocjax.training.steps import eval_step, train_step
 from ocjax.training.writers import MetricWriter
@@ -37,26 +38,36 @@ class Experiment:
     self.eval_batch_size = parallel.per_host_batch_size(
         config.evaluation.batch_size, self.mesh, "evaluation.batch_size")
     self.model = build_model(**config.model)
-    self.objective = get_objective(config.objective)
+    self.objective = build_objective(**config.objective)
+    views = (augment.TwoViewAugment(**config.data.views)
+             if config.data.get("views") is not None else None)
+    self.normalization = normalization = "imagenet" if views else "signed"
+    self.rng = jax.random.key(config.seed)
+    res = config.data.resolution
+    dummy = np.zeros((1, res, res, 3), np.float32)
+    jax.eval_shape(self._init_params, dummy)  # Shape errors surface before any data is made.
+    self.sources = load_sources(config.data.name, config.data.data_dir, dict(
+        resolution=res, max_objects=config.data.max_objects, **config.data.options))
+    self.steps_per_epoch = len(self.sources["train"]) // config.training.batch_size
+    self.num_steps = optim.total_steps(config.training.get("num_steps"),
+                                       config.training.get("num_epochs"), self.steps_per_epoch)
     self.schedule = optim.learning_rate_schedule(
-        total_steps=config.training.num_steps, **config.optimizer.schedule)
+        total_steps=self.num_steps,
+        **optim.in_steps(config.optimizer.schedule, self.steps_per_epoch))
     self.tx = optim.make_optimizer(
         config.optimizer.name, self.schedule, weight_decay=config.optimizer.weight_decay,
         grad_clip_norm=config.optimizer.grad_clip_norm)
-    self.rng = jax.random.key(config.seed)
-    res = config.data.resolution
-    self.state_shape = jax.eval_shape(self._init, np.zeros((1, res, res, 3), np.float32))
-    self.sources = load_sources(config.data.name, config.data.data_dir, dict(
-        resolution=res, max_objects=config.data.max_objects, **config.data.options))
-    preprocess = functools.partial(pipeline.preprocess_scene,
-                                   max_objects=config.data.max_objects)
+    self.state_shape = jax.eval_shape(self._init, dummy)
     self.train_data = pipeline.training_batches(
-        self.sources["train"], preprocess, batch_size=self.batch_size, seed=config.seed,
+        self.sources["train"],
+        pipeline.ScenePreprocess(config.data.max_objects, normalization, views),
+        batch_size=self.batch_size, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count())
     self.eval_data = pipeline.evaluation_batches(
-        self.sources[config.evaluation.split], preprocess, batch_size=self.eval_batch_size,
-        max_examples=config.evaluation.max_examples, process_index=jax.process_index(),
-        process_count=jax.process_count())
+        self.sources[config.evaluation.split],
+        pipeline.ScenePreprocess(config.data.max_objects, normalization),
+        batch_size=self.eval_batch_size, max_examples=config.evaluation.max_examples,
+        process_index=jax.process_index(), process_count=jax.process_count())
 
     replicated = parallel.replicated(self.mesh)
     batch = parallel.batch_sharding(self.mesh)
@@ -73,11 +84,14 @@ class Experiment:
                           num_true=config.data.max_objects + 1),
         in_shardings=(state_sharding.params, batch))
 
+  def _init_params(self, images: np.ndarray) -> Any:
+    """Initialises the model parameters from a dummy batch `[1, h, w, 3]`."""
+    params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
+    return self.model.init({"params": params_rng, "slots": slots_rng}, images)["params"]
+
   def _init(self, images: np.ndarray) -> TrainState:
     """Initialises parameters and optimiser state from a dummy batch `[1, h, w, 3]`."""
-    params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
-    variables = self.model.init({"params": params_rng, "slots": slots_rng}, images)
-    return create_state(variables["params"], self.tx)
+    return create_state(self._init_params(images), self.tx)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -95,15 +109,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       logging.info("Resuming from step %d in %s", start, workdir)
     batches = pipeline.iterate(exp.train_data, start)
     window: list[dict[str, jax.Array]] = []
-    progress = tqdm.tqdm(total=cfg.num_steps, initial=start, disable=not is_lead,
+    progress = tqdm.tqdm(total=exp.num_steps, initial=start, disable=not is_lead,
                          dynamic_ncols=True, desc="train")
     tick, tick_step = time.perf_counter(), start
-    for step in range(start + 1, cfg.num_steps + 1):
+    for step in range(start + 1, exp.num_steps + 1):
       state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
       window.append(metrics)
       progress.update(1)
-      if step % cfg.log_every == 0 or step == cfg.num_steps:
-        summary = _summarise(window, step - len(window) + 1)
+      if step % cfg.log_every == 0 or step == exp.num_steps:
+        summary = _summarise(window)
         if summary is None:
           checkpoint.save(manager, state)
           manager.wait_until_finished()
@@ -118,18 +132,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         writer.scalars(step, summary)
         progress.set_postfix(loss=f"{summary['loss']:.4f}")
         window = []
-      if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
+      if step % cfg.checkpoint_every == 0 or step == exp.num_steps:
         checkpoint.save(manager, state)
       if step % cfg.image_every == 0:
         writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
     progress.close()
     manager.wait_until_finished()
-    results = evaluate(exp, state, workdir, writer)
+    evaluate(exp, state, workdir, writer)
   writer.close()
   return state
 
 
-def _summarise(window: list[dict[str, jax.Array]], first_step: int) -> dict[str, float] | None:
+def _summarise(window: list[dict[str, jax.Array]]) -> dict[str, float] | None:
   """Means of a window of step metrics, or None if any step was not finite."""
   host = jax.device_get(window)
   if min(m["finite"] for m in host) < 1:
@@ -147,34 +161,56 @@ def _first_nonfinite(window: list[dict[str, jax.Array]], first_step: int) -> tup
 
 
 def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.ndarray]:
-  """Input, reconstruction and slot-mask panels for the first evaluation batch."""
+  """A panel per kind of predicted mask for the first evaluation images (see `slot_panel`)."""
   batch = exp.eval_data[0]
   out = exp.eval_step(state.params, parallel.to_global(batch, exp.mesh))
   host = parallel.to_host({"outputs": out["outputs"], "masks": out["masks"]})
-  num_true = exp.config.data.max_objects + 1
   n = min(limit, batch["image"].shape[0])
-  recon = host["outputs"]["reconstruction"][:n]
-  return {f"slots/{name}": visualize.slot_panel(batch["image"][:n], recon, masks[:n],
-                                                batch["segmentation"][:n], num_true)
-          for name, masks in host["masks"].items()}
+  norm = exp.normalization
+  images = visualize.to_uint8(batch["image"][:n], norm)
+  recon = host["outputs"].get("reconstruction")
+  recon = None if recon is None else visualize.to_uint8(recon[:n], norm)
+  panels = {}
+  for name, masks in host["masks"].items():
+    binary = (np.asarray(otsu.otsu_masks(masks[:n])) if name in exp.objective.otsu_masks
+              else None)
+    panels[f"slots/{name}"] = visualize.slot_panel(
+        images, masks[:n], batch["segmentation"][:n], exp.config.data.max_objects + 1,
+        reconstructions=recon, binary=binary)
+  return panels
 
 
 def evaluate(exp: Experiment, state: TrainState, workdir: str,
              writer: MetricWriter | None = None) -> dict[str, Any]:
-  """Segmentation metrics over the evaluation split -> `workdir/eval.json` and `workdir/images/`."""
+  """Metrics over the evaluation split -> `workdir/eval.json`, pictures -> `workdir/images/`.
+
+  Segmentation metrics are averaged over the images each one applies to; with a VQA
+  probe configured, object features of every image are collected on the host and the
+  probe is trained and scored on a split of them.
+  """
   totals: dict[str, float] = {}
   counts: dict[str, float] = {}
+  collected: dict[str, list[np.ndarray]] = {}
+  num_images = 0
   for batch in pipeline.iterate(exp.eval_data):
     out = exp.eval_step(state.params, parallel.to_global(batch, exp.mesh))
-    host = parallel.to_host({"per_image": out["per_image"], "weights": out["weights"]})
+    host = parallel.to_host({k: out[k] for k in ("per_image", "weights", "features",
+                                                  "attributes")})
+    keep = host["attributes"].pop("valid")
+    num_images += int(keep.sum())
     for key, values in host["per_image"].items():
       w = host["weights"][key].astype(np.float64)
       totals[key] = totals.get(key, 0.0) + float(np.sum(values * w))
       counts[key] = counts.get(key, 0.0) + float(np.sum(w))
+    if host["features"] is not None:
+      for key, values in dict(host["attributes"], features=host["features"]).items():
+        collected.setdefault(key, []).append(values[keep])
   step = int(jax.device_get(state.step))
-  results = {"step": step, "split": exp.config.evaluation.split,
-             "num_images": int(counts.get(next(iter(counts)), 0)),
+  results = {"step": step, "split": exp.config.evaluation.split, "num_images": num_images,
              **{k: totals[k] / counts[k] if counts[k] else None for k in sorted(totals)}}
+  if collected and exp.config.evaluation.get("probe") is not None:
+    results.update(_vqa_probe({k: np.concatenate(v) for k, v in collected.items()},
+                              seed=exp.config.seed, **exp.config.evaluation.probe))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
       json.dump(results, f, indent=2)
@@ -187,6 +223,25 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str,
                             if isinstance(v, float)})
       writer.images(step, pictures)
   return results
+
+
+def _vqa_probe(data: dict[str, np.ndarray], *, steps: int, learning_rate: float,
+               weight_decay: float, pos_weight: float, train_fraction: float,
+               seed: int) -> dict[str, float]:
+  """Trains the linear VQA probe on the first `train_fraction` of images, AP on the rest."""
+  labels = np.asarray(vqa.question_labels(data["size"], data["color"], data["material"],
+                                          data["shape"], data["present"]))
+  features = data["features"]
+  split = int(round(train_fraction * len(features)))
+  if not 0 < split < len(features):
+    raise ValueError(f"The VQA probe needs images on both sides of the split, got "
+                     f"{len(features)} images and train_fraction {train_fraction}.")
+  params = vqa.train_probe(features[:split], labels[:split], steps=steps,
+                           learning_rate=learning_rate, weight_decay=weight_decay,
+                           pos_weight=pos_weight, seed=seed)
+  scores = np.asarray(vqa.probe_scores(params, features[split:]))
+  return {"vqa/ap": float(vqa.probe_ap(scores, labels[split:], pos_weight=pos_weight)),
+          "vqa/train_images": split, "vqa/test_images": len(features) - split}
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -1,13 +1,12 @@
 """The CLEVR-like tfds builder, the grain pipeline and the dataset errors."""
 
-import functools
 import glob
 import os
 
 import numpy as np
 import pytest
 
-from ocjax.data import DatasetError, load_sources, pipeline
+from ocjax.data import DatasetError, augment, load_sources, pipeline
 from ocjax.data.builders.clevr_like import scene_seed
 from ocjax.data.generators import clevr_like
 
@@ -40,7 +39,7 @@ def test_splits_hold_distinct_scenes(sources):
 
 def test_preprocess_pads_objects(sources):
   example = sources["train"][0]
-  out = pipeline.preprocess_scene(example, max_objects=6)
+  out = pipeline.ScenePreprocess(max_objects=6)(example)
   n = len(example["objects"]["shape"])
   assert out["image"].dtype == np.float32 and out["image"].shape == (32, 32, 3)
   np.testing.assert_allclose(out["image"], example["image"] / 127.5 - 1.0, atol=1e-6)
@@ -48,11 +47,11 @@ def test_preprocess_pads_objects(sources):
   assert out["present"].tolist() == [True] * n + [False] * (6 - n)
   assert (out["shape"][n:] == -1).all() and (out["shape"][:n] == example["objects"]["shape"]).all()
   with pytest.raises(ValueError, match="max_objects"):
-    pipeline.preprocess_scene(example, max_objects=n - 1)
+    pipeline.ScenePreprocess(max_objects=n - 1)(example)
 
 
 def _batches(sources, **kwargs):
-  preprocess = functools.partial(pipeline.preprocess_scene, max_objects=4)
+  preprocess = pipeline.ScenePreprocess(max_objects=4)
   return pipeline.training_batches(sources["train"], preprocess, **kwargs)
 
 
@@ -80,7 +79,7 @@ def test_hosts_partition_the_global_batch(sources):
 
 
 def test_evaluation_batches_cover_each_example_once(sources):
-  preprocess = functools.partial(pipeline.preprocess_scene, max_objects=4)
+  preprocess = pipeline.ScenePreprocess(max_objects=4)
   ds = pipeline.evaluation_batches(sources["test"], preprocess, batch_size=5)
   batches = [ds[i] for i in range(len(ds))]
   assert len(batches) == 3 and all(b["image"].shape[0] == 5 for b in batches)
@@ -115,3 +114,24 @@ def test_bad_data_dir_and_name(tmp_path):
     load_sources("clevr", str(tmp_path), OPTIONS)
   with pytest.raises(ValueError, match="min_objects"):
     load_sources("clevr_like", str(tmp_path), dict(OPTIONS, min_objects=5))
+
+
+def test_two_view_batches_are_deterministic_and_differ_across_epochs(sources):
+  views = augment.TwoViewAugment(size=32, area_range=(0.3, 0.9))
+  preprocess = pipeline.ScenePreprocess(max_objects=4, normalization="imagenet", views=views)
+  a = pipeline.training_batches(sources["train"], preprocess, batch_size=8, seed=5)
+  b = pipeline.training_batches(sources["train"], preprocess, batch_size=8, seed=5)
+  batch = a[2]
+  assert batch["view_a"].shape == batch["view_b"].shape == (8, 32, 32, 3)
+  assert batch["image"].shape == (8, 32, 32, 3) and batch["segmentation"].shape == (8, 32, 32)
+  np.testing.assert_array_equal(batch["view_a"], b[2]["view_a"])
+  assert not np.array_equal(batch["view_a"], batch["view_b"])
+  # The unaugmented image is the ImageNet-normalised scene.
+  mean, std = np.array(augment.IMAGENET_MEAN), np.array(augment.IMAGENET_STD)
+  restored = np.round((batch["image"] * std + mean) * 255)
+  assert restored.min() >= 0 and restored.max() <= 255
+  # Epoch 2 revisits the scenes (6 batches per epoch) with fresh augmentations.
+  first = {a[i]["image"][j].tobytes(): a[i]["view_a"][j] for i in range(6) for j in range(8)}
+  second = {a[6 + i]["image"][j].tobytes(): a[6 + i]["view_a"][j] for i in range(6) for j in range(8)}
+  assert first.keys() == second.keys()
+  assert sum(not np.array_equal(first[k], second[k]) for k in first) > 40

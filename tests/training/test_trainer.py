@@ -65,3 +65,19 @@ def test_one_and_eight_devices_agree(data_dir, tmp_path):
   assert sorted(one) == sorted(eight) == [1, 2, 3, 4, 5]
   for step in one:
     np.testing.assert_allclose(eight[step], one[step], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("presets", ["", "cross_ctr_img", "global_only"])
+def test_contrastive_experiment_end_to_end(data_dir, tmp_path, presets):
+  from tests.conftest import tiny_slots_config
+  config = tiny_slots_config(data_dir, presets)
+  trainer.train_and_evaluate(config, str(tmp_path))
+  results = json.loads((tmp_path / "eval.json").read_text())
+  losses = _losses(tmp_path)
+  assert sorted(losses) == [2, 4, 6] and all(np.isfinite(v) for v in losses.values())
+  assert results["num_images"] == 12 and 0.0 <= results["vqa/ap"] <= 1.0
+  if presets == "global_only":
+    assert not any(k.startswith("attention/") for k in results)
+  else:
+    assert 0.0 <= results["attention/otsu_iou"] <= 1.0
+    assert (tmp_path / "images" / "slots_attention.png").exists()

@@ -33,6 +33,10 @@ class ClevrLikeConfig(tfds.core.BuilderConfig):
   def make(cls, resolution: int, min_objects: int, max_objects: int, num_train: int,
            num_validation: int, num_test: int, seed: int = 0) -> "ClevrLikeConfig":
     """Builds a config whose name encodes every value, so each variant has its own cache."""
+    sizes = {"num_train": num_train, "num_validation": num_validation, "num_test": num_test}
+    for key, value in sizes.items():
+      if value < 1:
+        raise ValueError(f"data.options.{key} is {value}; every split needs at least one scene.")
     name = (f"res{resolution}_obj{min_objects}-{max_objects}_"
             f"n{num_train}-{num_validation}-{num_test}_seed{seed}")
     return cls(name=name, resolution=resolution, min_objects=min_objects,
