@@ -29,8 +29,8 @@ class SlotAttentionAutoEncoder(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
-    """Maps images `[b, h, w, 3]` in [-1, 1] to a dict of outputs.
+  def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    """Maps images `[b, h, w, 3]` in [-1, 1] to a dict of outputs (`train` is unused).
 
     Returns `reconstruction [b, h, w, 3]`, `slot_images [b, k, h, w, 3]`,
     `masks [b, k, h, w]` (softmax over slots of the decoder alphas), `slots [b, k, d]`

@@ -75,8 +75,8 @@ class ObjectContrastiveModel(nn.Module):
     return module(batch, tokens)
 
   @nn.compact
-  def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
-    """Returns `objects [b, k, dim]`, `object_projections [b, k, dim]`, `attention [b, k, n]`
+  def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    """`train` is unused. Returns `objects [b, k, dim]`, `object_projections [b, k, dim]`, `attention [b, k, n]`
     (first iteration / layer), `global [b, global_dim]` and `global_projection
     [b, projection_dim]`; the global-only model returns only the last two."""
     self._check()

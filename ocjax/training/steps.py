@@ -20,26 +20,31 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
   state unchanged (so the last good state can be saved) and reports `finite = 0`."""
   step_rng = jax.random.fold_in(rng, state.step)
 
-  def loss_fn(params):
-    outputs = model.apply({"params": params}, objective.train_inputs(batch),
-                          rngs={"slots": step_rng})
-    return objective.loss(outputs, batch)
+  mutable = list(state.model_state)
 
-  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  def loss_fn(params):
+    outputs, model_state = model.apply(
+        {"params": params, **state.model_state}, objective.train_inputs(batch), train=True,
+        rngs={"slots": step_rng}, mutable=mutable)
+    loss, terms = objective.loss(outputs, batch)
+    return loss, (terms, model_state)
+
+  (loss, (terms, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.global_norm(grads)
   ok = finite({"loss": loss, "grad_norm": grad_norm})
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
   new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
-                         opt_state=keep(opt_state, state.opt_state))
+                         opt_state=keep(opt_state, state.opt_state),
+                         model_state=keep(dict(model_state), state.model_state))
   metrics = {"loss": loss, **{f"loss/{k}": v for k, v in terms.items()},
              "grad_norm": grad_norm, "learning_rate": schedule(state.step),
              "finite": ok.astype(jnp.float32)}
   return new_state, metrics
 
 
-def eval_step(params: Any, batch: dict[str, jax.Array], *, model: nn.Module,
+def eval_step(variables: Any, batch: dict[str, jax.Array], *, model: nn.Module,
               objective: Objective, rng: jax.Array, num_true: int) -> dict[str, Any]:
   """Outputs, masks, features, object attributes and per-image metrics `[b]` with weights.
 
@@ -47,7 +52,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *, model: nn.Module,
   segmentation, plus Otsu-IoU/Dice for the kinds the objective names. Padded rows and
   images without foreground get weight 0.
   """
-  outputs = model.apply({"params": params}, batch["image"], rngs={"slots": rng})
+  outputs = model.apply(variables, batch["image"], train=False, rngs={"slots": rng})
   true_ids, valid = batch["segmentation"], batch["valid"]
   has_fg = seg.has_foreground(true_ids) & valid
   per_image, weights = {}, {}

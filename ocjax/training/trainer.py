@@ -45,7 +45,7 @@ class Experiment:
     self.rng = jax.random.key(config.seed)
     res = config.data.resolution
     dummy = np.zeros((1, res, res, 3), np.float32)
-    jax.eval_shape(self._init_params, dummy)  # Shape errors surface before any data is made.
+    jax.eval_shape(self._init_variables, dummy)  # Shape errors surface before any data is made.
     self.sources = load_sources(config.data.name, config.data.data_dir, dict(
         resolution=res, max_objects=config.data.max_objects, **config.data.options))
     self.steps_per_epoch = len(self.sources["train"]) // config.training.batch_size
@@ -82,16 +82,16 @@ class Experiment:
         functools.partial(eval_step, model=self.model, objective=self.objective,
                           rng=jax.random.fold_in(self.rng, 2),
                           num_true=config.data.max_objects + 1),
-        in_shardings=(state_sharding.params, batch))
+        in_shardings=(state_sharding.variables, batch))
 
-  def _init_params(self, images: np.ndarray) -> Any:
-    """Initialises the model parameters from a dummy batch `[1, h, w, 3]`."""
+  def _init_variables(self, images: np.ndarray) -> Any:
+    """Initialises the model's Flax variables from a dummy batch `[1, h, w, 3]`."""
     params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
-    return self.model.init({"params": params_rng, "slots": slots_rng}, images)["params"]
+    return self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
 
   def _init(self, images: np.ndarray) -> TrainState:
-    """Initialises parameters and optimiser state from a dummy batch `[1, h, w, 3]`."""
-    return create_state(self._init_params(images), self.tx)
+    """Initialises parameters, model state and optimiser state from a dummy batch."""
+    return create_state(self._init_variables(images), self.tx)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -163,7 +163,7 @@ def _first_nonfinite(window: list[dict[str, jax.Array]], first_step: int) -> tup
 def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.ndarray]:
   """A panel per kind of predicted mask for the first evaluation images (see `slot_panel`)."""
   batch = exp.eval_data[0]
-  out = exp.eval_step(state.params, parallel.to_global(batch, exp.mesh))
+  out = exp.eval_step(state.variables, parallel.to_global(batch, exp.mesh))
   host = parallel.to_host({"outputs": out["outputs"], "masks": out["masks"]})
   n = min(limit, batch["image"].shape[0])
   norm = exp.normalization
@@ -193,7 +193,7 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str,
   collected: dict[str, list[np.ndarray]] = {}
   num_images = 0
   for batch in pipeline.iterate(exp.eval_data):
-    out = exp.eval_step(state.params, parallel.to_global(batch, exp.mesh))
+    out = exp.eval_step(state.variables, parallel.to_global(batch, exp.mesh))
     host = parallel.to_host({k: out[k] for k in ("per_image", "weights", "features",
                                                   "attributes")})
     keep = host["attributes"].pop("valid")
