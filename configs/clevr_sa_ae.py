@@ -14,70 +14,104 @@ Presets (after a colon): `quick` finishes on a 2-core CPU in a few minutes.
 
 import ml_collections
 
+from ocjax.data.datasets import default_options
+
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
-  """Returns the experiment, optionally shrunk by a preset."""
-  config = ml_collections.ConfigDict()
-  config.seed = 42
-  config.objective = ml_collections.ConfigDict(dict(name="autoencoder"))
+    """Returns the experiment, optionally shrunk by a preset."""
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+    config.objective = ml_collections.ConfigDict(dict(name="autoencoder"))
 
-  # Data: rendered CLEVR-like scenes, 3-6 objects (CLEVR6), 128x128.
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "clevr_like"
-  config.data.data_dir = ml_collections.config_dict.placeholder(str)
-  config.data.resolution = 128
-  config.data.max_objects = 6
-  config.data.options = ml_collections.ConfigDict(dict(
-      min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0))
+    # Data: rendered CLEVR-like scenes, 3-6 objects (CLEVR6), 128x128.
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "clevr_like"
+    config.data.data_dir = ml_collections.config_dict.placeholder(str)
+    config.data.resolution = 128
+    config.data.max_objects = 6
+    config.data.update(default_options())  # data.<dataset>.<option> for every dataset.
+    config.data.clevr_like.update(
+        min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
+    )
 
-  # Model: CNN encoder -> Slot Attention -> spatial broadcast decoder.
-  config.model = ml_collections.ConfigDict(dict(
-      name="slot_attention_autoencoder",
-      num_slots=7,
-      num_iterations=3,
-      slot_dim=64,
-      mlp_hidden_dim=128,
-      encoder_channels=[64, 64, 64, 64],
-      decoder_initial_size=8,
-      decoder_upsample_channels=[64, 64, 64, 64],
-      decoder_hidden_channels=[64],
-      kernel_size=5,
-      dtype="float32",  # "bfloat16" computes in bf16 with float32 parameters.
-  ))
+    # Model: CNN encoder -> Slot Attention -> spatial broadcast decoder.
+    config.model = ml_collections.ConfigDict(
+        dict(
+            name="slot_attention_autoencoder",
+            num_slots=7,
+            num_iterations=3,
+            slot_dim=64,
+            mlp_hidden_dim=128,
+            encoder_channels=[64, 64, 64, 64],
+            decoder_initial_size=8,
+            decoder_upsample_channels=[64, 64, 64, 64],
+            decoder_hidden_channels=[64],
+            kernel_size=5,
+            dtype="float32",  # "bfloat16" computes in bf16 with float32 parameters.
+        )
+    )
 
-  # Optimisation: Adam, linear warm-up, exponential decay.
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adam",
-      weight_decay=0.0,
-      grad_clip_norm=ml_collections.config_dict.placeholder(float),
-      schedule=dict(learning_rate=4e-4, warmup_steps=10_000, decay="exponential",
-                    decay_steps=100_000, decay_rate=0.5),
-  ))
+    # Optimisation: Adam, linear warm-up, exponential decay.
+    config.optimizer = ml_collections.ConfigDict(
+        dict(
+            name="adam",
+            weight_decay=0.0,
+            grad_clip_norm=ml_collections.config_dict.placeholder(float),
+            schedule=dict(
+                learning_rate=4e-4,
+                warmup_steps=10_000,
+                decay="exponential",
+                decay_steps=100_000,
+                decay_rate=0.5,
+            ),
+        )
+    )
 
-  config.training = ml_collections.ConfigDict(dict(
-      batch_size=64, num_steps=500_000, num_epochs=ml_collections.config_dict.placeholder(float),
-      log_every=100, checkpoint_every=5_000,
-      image_every=5_000, keep_checkpoints=3))
-  config.evaluation = ml_collections.ConfigDict(dict(
-      split="test", batch_size=64, max_examples=ml_collections.config_dict.placeholder(int),
-      num_images=8))
-  config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+    config.training = ml_collections.ConfigDict(
+        dict(
+            batch_size=64,
+            num_steps=500_000,
+            num_epochs=ml_collections.config_dict.placeholder(float),
+            log_every=100,
+            checkpoint_every=5_000,
+            image_every=5_000,
+            keep_checkpoints=3,
+        )
+    )
+    config.evaluation = ml_collections.ConfigDict(
+        dict(
+            split="test",
+            batch_size=64,
+            max_examples=ml_collections.config_dict.placeholder(int),
+            num_images=8,
+        )
+    )
+    config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
 
-  if preset == "quick":
-    # A smoke run for a 2-core CPU (about 5 minutes): 64x64 scenes of 2-4 objects, 5 slots,
-    # 3x3 convolutions of 32 channels, 400 steps of batch 8. It shows the loss falling and
-    # the first slot masks, not the paper's segmentation quality.
-    config.data.resolution = 64
-    config.data.max_objects = 4
-    config.data.options.update(min_objects=2, num_train=2_000, num_validation=100,
-                               num_test=200)
-    config.model.update(num_slots=5, slot_dim=32, mlp_hidden_dim=64,
-                        encoder_channels=[32, 32, 32], decoder_upsample_channels=[32, 32, 32],
-                        decoder_hidden_channels=[], decoder_initial_size=8, kernel_size=3)
-    config.optimizer.schedule.update(learning_rate=1e-3, warmup_steps=50, decay_steps=400)
-    config.training.update(batch_size=8, num_steps=400, log_every=20, checkpoint_every=200,
-                           image_every=200)
-    config.evaluation.batch_size = 40
-  elif preset:
-    raise ValueError(f"Unknown preset {preset!r} for clevr_sa_ae.py; use '' or 'quick'.")
-  return config
+    if preset == "quick":
+        # A smoke run for a 2-core CPU (about 5 minutes): 64x64 scenes of 2-4 objects, 5 slots,
+        # 3x3 convolutions of 32 channels, 400 steps of batch 8. It shows the loss falling and
+        # the first slot masks, not the paper's segmentation quality.
+        config.data.resolution = 64
+        config.data.max_objects = 4
+        config.data.clevr_like.update(
+            min_objects=2, num_train=2_000, num_validation=100, num_test=200
+        )
+        config.model.update(
+            num_slots=5,
+            slot_dim=32,
+            mlp_hidden_dim=64,
+            encoder_channels=[32, 32, 32],
+            decoder_upsample_channels=[32, 32, 32],
+            decoder_hidden_channels=[],
+            decoder_initial_size=8,
+            kernel_size=3,
+        )
+        config.optimizer.schedule.update(learning_rate=1e-3, warmup_steps=50, decay_steps=400)
+        config.training.update(
+            batch_size=8, num_steps=400, log_every=20, checkpoint_every=200, image_every=200
+        )
+        config.evaluation.batch_size = 40
+    elif preset:
+        raise ValueError(f"Unknown preset {preset!r} for clevr_sa_ae.py; use '' or 'quick'.")
+    return config

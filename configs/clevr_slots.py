@@ -26,102 +26,169 @@ Presets combine with `+`, e.g. `configs/clevr_slots.py:slot_ctr_img+quick`.
 
 import ml_collections
 
-PRESETS = ("slot_cossim", "slot_ctr_img", "slot_ctr_all", "cross_cossim", "cross_ctr_img",
-           "objects_only", "global_only", "quick")
+from ocjax.data.datasets import default_options
+
+PRESETS = (
+    "slot_cossim",
+    "slot_ctr_img",
+    "slot_ctr_all",
+    "cross_cossim",
+    "cross_ctr_img",
+    "objects_only",
+    "global_only",
+    "quick",
+)
 
 
 def get_config(presets: str = "") -> ml_collections.ConfigDict:
-  """Returns the experiment, modified by `+`-separated presets."""
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+    """Returns the experiment, modified by `+`-separated presets."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
 
-  # Data: CLEVR-like scenes with up to 10 objects (as in CLEVR), 128x128, two views each.
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "clevr_like"
-  config.data.data_dir = ml_collections.config_dict.placeholder(str)
-  config.data.resolution = 128
-  config.data.max_objects = 10
-  config.data.options = ml_collections.ConfigDict(dict(
-      min_objects=3, num_train=70_000, num_validation=15_000, num_test=15_000, seed=0))
-  config.data.views = ml_collections.ConfigDict(dict(
-      size=128, area_range=(0.3, 1.0), aspect_range=(3 / 4, 4 / 3), flip=True,
-      brightness=0.2, saturation=(0.9, 1.0), hue=0.05))
+    # Data: CLEVR-like scenes with up to 10 objects (as in CLEVR), 128x128, two views each.
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "clevr_like"
+    config.data.data_dir = ml_collections.config_dict.placeholder(str)
+    config.data.resolution = 128
+    config.data.max_objects = 10
+    config.data.update(default_options())  # data.<dataset>.<option> for every dataset.
+    config.data.clevr_like.update(
+        min_objects=3, num_train=70_000, num_validation=15_000, num_test=15_000, seed=0
+    )
+    config.data.views = ml_collections.ConfigDict(
+        dict(
+            size=128,
+            area_range=(0.3, 1.0),
+            aspect_range=(3 / 4, 4 / 3),
+            flip=True,
+            brightness=0.2,
+            saturation=(0.9, 1.0),
+            hue=0.05,
+        )
+    )
 
-  # Model: ViT backbone -> Slot Attention (11 learned queries, 1 iteration) -> heads.
-  config.model = ml_collections.ConfigDict(dict(
-      name="object_contrastive",
-      patch_size=4, dim=256, depth=2, num_heads=4, mlp_dim=512,
-      object_function="slot_attention",  # or "cross_attention", or "none" (global only)
-      num_queries=11,
-      query_init="learned",  # or "gaussian", "mixture", "kmeans"
-      query_components=4, kmeans_iterations=20,
-      slot_iterations=1, cross_layers=2,
-      global_dim=256, projection_dim=128,
-      dtype="float32",
-  ))
+    # Model: ViT backbone -> Slot Attention (11 learned queries, 1 iteration) -> heads.
+    config.model = ml_collections.ConfigDict(
+        dict(
+            name="object_contrastive",
+            patch_size=4,
+            dim=256,
+            depth=2,
+            num_heads=4,
+            mlp_dim=512,
+            object_function="slot_attention",  # or "cross_attention", or "none" (global only)
+            num_queries=11,
+            query_init="learned",  # or "gaussian", "mixture", "kmeans"
+            query_components=4,
+            kmeans_iterations=20,
+            slot_iterations=1,
+            cross_layers=2,
+            global_dim=256,
+            projection_dim=128,
+            dtype="float32",
+        )
+    )
 
-  # Losses: global NT-Xent + object loss on matched tokens.
-  config.objective = ml_collections.ConfigDict(dict(
-      name="contrastive",
-      global_weight=1.0,
-      object_weight=0.05,
-      object_loss="cossim",  # or "ctr_img", "ctr_all"
-      temperature=0.1,
-      matching="hungarian",  # or "sinkhorn"
-      sinkhorn_temperature=0.05, sinkhorn_iterations=50,
-  ))
+    # Losses: global NT-Xent + object loss on matched tokens.
+    config.objective = ml_collections.ConfigDict(
+        dict(
+            name="contrastive",
+            global_weight=1.0,
+            object_weight=0.05,
+            object_loss="cossim",  # or "ctr_img", "ctr_all"
+            temperature=0.1,
+            matching="hungarian",  # or "sinkhorn"
+            sinkhorn_temperature=0.05,
+            sinkhorn_iterations=50,
+        )
+    )
 
-  # Optimisation: AdamW, 2 warm-up epochs to 7e-4, cosine to 3e-4 over 8 epochs.
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", weight_decay=1e-4,
-      grad_clip_norm=ml_collections.config_dict.placeholder(float),
-      schedule=dict(learning_rate=7e-4, warmup_epochs=2.0, decay="cosine", decay_epochs=8.0,
-                    end_learning_rate=3e-4),
-  ))
+    # Optimisation: AdamW, 2 warm-up epochs to 7e-4, cosine to 3e-4 over 8 epochs.
+    config.optimizer = ml_collections.ConfigDict(
+        dict(
+            name="adamw",
+            weight_decay=1e-4,
+            grad_clip_norm=ml_collections.config_dict.placeholder(float),
+            schedule=dict(
+                learning_rate=7e-4,
+                warmup_epochs=2.0,
+                decay="cosine",
+                decay_epochs=8.0,
+                end_learning_rate=3e-4,
+            ),
+        )
+    )
 
-  config.training = ml_collections.ConfigDict(dict(
-      batch_size=64, num_epochs=10.0, num_steps=ml_collections.config_dict.placeholder(int),
-      log_every=100, checkpoint_every=2_000, image_every=2_000, keep_checkpoints=3))
-  config.evaluation = ml_collections.ConfigDict(dict(
-      split="test", batch_size=64, max_examples=ml_collections.config_dict.placeholder(int),
-      num_images=8,
-      # Linear VQA probe: trained on the first 75% of the evaluated images, AP on the rest.
-      probe=dict(steps=10_000, learning_rate=1e-2, weight_decay=1e-4, pos_weight=14.0,
-                 train_fraction=0.75)))
-  config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+    config.training = ml_collections.ConfigDict(
+        dict(
+            batch_size=64,
+            num_epochs=10.0,
+            num_steps=ml_collections.config_dict.placeholder(int),
+            log_every=100,
+            checkpoint_every=2_000,
+            image_every=2_000,
+            keep_checkpoints=3,
+        )
+    )
+    config.evaluation = ml_collections.ConfigDict(
+        dict(
+            split="test",
+            batch_size=64,
+            max_examples=ml_collections.config_dict.placeholder(int),
+            num_images=8,
+            # Linear VQA probe: trained on the first 75% of the evaluated images, AP on the rest.
+            probe=dict(
+                steps=10_000,
+                learning_rate=1e-2,
+                weight_decay=1e-4,
+                pos_weight=14.0,
+                train_fraction=0.75,
+            ),
+        )
+    )
+    config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
 
-  for preset in filter(None, presets.split("+")):
-    _apply(config, preset)
-  return config
+    for preset in filter(None, presets.split("+")):
+        _apply(config, preset)
+    return config
 
 
 def _apply(config: ml_collections.ConfigDict, preset: str) -> None:
-  """Applies one named preset in place."""
-  if preset == "slot_cossim":
-    pass
-  elif preset in ("slot_ctr_img", "slot_ctr_all"):
-    config.objective.object_loss = preset[len("slot_"):]
-  elif preset in ("cross_cossim", "cross_ctr_img"):
-    config.model.object_function = "cross_attention"
-    config.objective.object_loss = preset[len("cross_"):]
-  elif preset == "objects_only":
-    config.objective.global_weight = 0.0
-    config.objective.object_weight = 1.0
-  elif preset == "global_only":
-    config.model.object_function = "none"
-    config.objective.object_weight = 0.0
-  elif preset == "quick":
-    # 2-core CPU: 64x64 scenes, 8x8 patches (64 tokens), 128-d ViT, 3 short epochs.
-    config.data.resolution = 64
-    config.data.views.size = 64
-    config.data.options.update(num_train=1_200, num_validation=100, num_test=300)
-    config.model.update(patch_size=8, dim=128, mlp_dim=256, global_dim=128, projection_dim=64)
-    config.training.update(batch_size=32, num_epochs=3.0, log_every=10, checkpoint_every=50,
-                           image_every=100)
-    config.optimizer.schedule.update(warmup_epochs=0.5, decay_epochs=2.5)
-    config.evaluation.update(batch_size=50, probe=dict(
-        steps=500, learning_rate=1e-2, weight_decay=1e-4, pos_weight=14.0,
-        train_fraction=0.75))
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for clevr_slots.py; use any of {PRESETS} "
-                     "joined by '+'.")
+    """Applies one named preset in place."""
+    if preset == "slot_cossim":
+        pass
+    elif preset in ("slot_ctr_img", "slot_ctr_all"):
+        config.objective.object_loss = preset[len("slot_") :]
+    elif preset in ("cross_cossim", "cross_ctr_img"):
+        config.model.object_function = "cross_attention"
+        config.objective.object_loss = preset[len("cross_") :]
+    elif preset == "objects_only":
+        config.objective.global_weight = 0.0
+        config.objective.object_weight = 1.0
+    elif preset == "global_only":
+        config.model.object_function = "none"
+        config.objective.object_weight = 0.0
+    elif preset == "quick":
+        # 2-core CPU: 64x64 scenes, 8x8 patches (64 tokens), 128-d ViT, 3 short epochs.
+        config.data.resolution = 64
+        config.data.views.size = 64
+        config.data.clevr_like.update(num_train=1_200, num_validation=100, num_test=300)
+        config.model.update(patch_size=8, dim=128, mlp_dim=256, global_dim=128, projection_dim=64)
+        config.training.update(
+            batch_size=32, num_epochs=3.0, log_every=10, checkpoint_every=50, image_every=100
+        )
+        config.optimizer.schedule.update(warmup_epochs=0.5, decay_epochs=2.5)
+        config.evaluation.update(
+            batch_size=50,
+            probe=dict(
+                steps=500,
+                learning_rate=1e-2,
+                weight_decay=1e-4,
+                pos_weight=14.0,
+                train_fraction=0.75,
+            ),
+        )
+    else:
+        raise ValueError(
+            f"Unknown preset {preset!r} for clevr_slots.py; use any of {PRESETS} joined by '+'."
+        )

@@ -8,53 +8,75 @@ from configs import clevr_sa_ae, clevr_slots
 
 
 def tiny_config(data_dir: str):
-  """The quick CLEVR-like autoencoder shrunk to seconds: 32x32 scenes, 8-channel layers."""
-  config = clevr_sa_ae.get_config("quick")
-  config.data.data_dir = data_dir
-  config.data.resolution = 32
-  config.data.max_objects = 4
-  config.data.options.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
-  config.model.update(num_slots=4, num_iterations=2, slot_dim=16, mlp_hidden_dim=16,
-                      encoder_channels=[8, 8], decoder_initial_size=8,
-                      decoder_upsample_channels=[8, 8], decoder_hidden_channels=[8],
-                      kernel_size=3)
-  config.optimizer.schedule.update(learning_rate=1e-3, warmup_steps=2, decay_steps=100)
-  config.training.update(batch_size=8, num_steps=6, log_every=2, checkpoint_every=3,
-                         image_every=1000, keep_checkpoints=5)
-  config.evaluation.update(batch_size=8, num_images=2)
-  return config
+    """The quick CLEVR-like autoencoder shrunk to seconds: 32x32 scenes, 8-channel layers."""
+    config = clevr_sa_ae.get_config("quick")
+    config.data.data_dir = data_dir
+    config.data.resolution = 32
+    config.data.max_objects = 4
+    config.data.clevr_like.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
+    config.model.update(
+        num_slots=4,
+        num_iterations=2,
+        slot_dim=16,
+        mlp_hidden_dim=16,
+        encoder_channels=[8, 8],
+        decoder_initial_size=8,
+        decoder_upsample_channels=[8, 8],
+        decoder_hidden_channels=[8],
+        kernel_size=3,
+    )
+    config.optimizer.schedule.update(learning_rate=1e-3, warmup_steps=2, decay_steps=100)
+    config.training.update(
+        batch_size=8,
+        num_steps=6,
+        log_every=2,
+        checkpoint_every=3,
+        image_every=1000,
+        keep_checkpoints=5,
+    )
+    config.evaluation.update(batch_size=8, num_images=2)
+    return config
 
 
 def tiny_slots_config(data_dir: str, presets: str = ""):
-  """The flagship contrastive experiment shrunk to seconds: 32x32 scenes, a 16-d ViT."""
-  config = clevr_slots.get_config("+".join(filter(None, [presets, "quick"])))
-  config.data.data_dir = data_dir
-  config.data.resolution = 32
-  config.data.max_objects = 4
-  config.data.views.size = 32
-  config.data.options.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
-  config.model.update(patch_size=4, dim=16, depth=1, num_heads=2, mlp_dim=32, num_queries=5,
-                      global_dim=16, projection_dim=8)
-  config.training.update(batch_size=8, num_epochs=1.0, log_every=2, checkpoint_every=3,
-                         image_every=1000)
-  config.evaluation.update(batch_size=8, num_images=2)
-  config.evaluation.probe.update(steps=50)
-  return config
+    """The flagship contrastive experiment shrunk to seconds: 32x32 scenes, a 16-d ViT."""
+    config = clevr_slots.get_config("+".join(filter(None, [presets, "quick"])))
+    config.data.data_dir = data_dir
+    config.data.resolution = 32
+    config.data.max_objects = 4
+    config.data.views.size = 32
+    config.data.clevr_like.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
+    config.model.update(
+        patch_size=4,
+        dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_dim=32,
+        num_queries=5,
+        global_dim=16,
+        projection_dim=8,
+    )
+    config.training.update(
+        batch_size=8, num_epochs=1.0, log_every=2, checkpoint_every=3, image_every=1000
+    )
+    config.evaluation.update(batch_size=8, num_images=2)
+    config.evaluation.probe.update(steps=50)
+    return config
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
-  """A tensorflow-datasets directory shared by the tests of one session."""
-  return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+    """A tensorflow-datasets directory shared by the tests of one session."""
+    return str(tmp_path_factory.mktemp("tensorflow_datasets"))
 
 
 @pytest.fixture
 def config(data_dir):
-  """A fresh tiny config per test."""
-  return tiny_config(data_dir)
+    """A fresh tiny config per test."""
+    return tiny_config(data_dir)
 
 
 def pytest_configure(config):
-  """Keeps JAX on the CPU and quiet in tests."""
-  os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Keeps JAX on the CPU and quiet in tests."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

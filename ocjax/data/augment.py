@@ -32,8 +32,9 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 Box = tuple[int, int, int, int]
 
 
-def _check_range(name: str, bounds: tuple[float, float], low: float, high: float,
-                 low_inclusive: bool = True) -> None:
+def _check_range(
+    name: str, bounds: tuple[float, float], low: float, high: float, low_inclusive: bool = True
+) -> None:
     """Raises ValueError unless `bounds` is a pair `(min, max)` in the interval with min <= max."""
     interval = f"{'[' if low_inclusive else '('}{low}, {high}]"
     if len(bounds) != 2:
@@ -41,14 +42,20 @@ def _check_range(name: str, bounds: tuple[float, float], low: float, high: float
     lo, hi = bounds
     above_low = lo >= low if low_inclusive else lo > low
     if not (above_low and hi <= high and lo <= hi):
-        raise ValueError(f"{name} must be a pair (min, max) with values in {interval} and "
-                         f"min <= max, got {bounds!r}; fix {name}.")
+        raise ValueError(
+            f"{name} must be a pair (min, max) with values in {interval} and "
+            f"min <= max, got {bounds!r}; fix {name}."
+        )
 
 
-def sample_crop(rng: np.random.Generator, height: int, width: int,
-                area_range: tuple[float, float] = (0.3, 1.0),
-                aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
-                max_tries: int = 10) -> Box:
+def sample_crop(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    area_range: tuple[float, float] = (0.3, 1.0),
+    aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
+    max_tries: int = 10,
+) -> Box:
     """Random-resized-crop box `(top, left, crop_h, crop_w)` inside a `[height, width]` image.
 
     Each try draws an area fraction uniformly from `area_range` and an aspect ratio
@@ -126,9 +133,11 @@ def _resize_bilinear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     flat = image.reshape(height, width * channels)
     left, right, weight_x = _linear_taps(width, out_w)
     offsets = np.arange(channels)
-    columns = _lerp(np.take(flat, (left[:, None] * channels + offsets).ravel(), axis=1),
-                    np.take(flat, (right[:, None] * channels + offsets).ravel(), axis=1),
-                    np.repeat(weight_x, channels))
+    columns = _lerp(
+        np.take(flat, (left[:, None] * channels + offsets).ravel(), axis=1),
+        np.take(flat, (right[:, None] * channels + offsets).ravel(), axis=1),
+        np.repeat(weight_x, channels),
+    )
     top, bottom, weight_y = _linear_taps(height, out_h)
     rows = _lerp(columns[top], columns[bottom], weight_y[:, None])
     return rows.reshape(out_h, out_w, channels)
@@ -142,8 +151,9 @@ def resize(image: np.ndarray, size: int | tuple[int, int], method: str = "biline
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
-        raise ValueError(f"resize expects a non-empty [h, w] or [h, w, c] array, got shape "
-                         f"{image.shape}.")
+        raise ValueError(
+            f"resize expects a non-empty [h, w] or [h, w, c] array, got shape {image.shape}."
+        )
     out_h, out_w = _output_size(size)
     if method == "nearest":
         rows = _nearest_indices(image.shape[0], out_h)
@@ -155,16 +165,19 @@ def resize(image: np.ndarray, size: int | tuple[int, int], method: str = "biline
     return _resize_bilinear(channels, out_h, out_w).reshape((out_h, out_w) + image.shape[2:])
 
 
-def crop_and_resize(image: np.ndarray, box: Box, size: int | tuple[int, int],
-                    method: str = "bilinear") -> np.ndarray:
+def crop_and_resize(
+    image: np.ndarray, box: Box, size: int | tuple[int, int], method: str = "bilinear"
+) -> np.ndarray:
     """Crops `box` `(top, left, crop_h, crop_w)` from `[h, w(, c)]`, resizes to `size`."""
     top, left, crop_h, crop_w = (int(v) for v in box)
     height, width = np.shape(image)[:2]
     inside = 0 <= top and 0 <= left and top + crop_h <= height and left + crop_w <= width
     if crop_h < 1 or crop_w < 1 or not inside:
-        raise ValueError(f"box {tuple(box)} (top, left, crop_h, crop_w) must be non-empty and "
-                         f"lie inside the {height}x{width} image.")
-    return resize(image[top:top + crop_h, left:left + crop_w], size, method)
+        raise ValueError(
+            f"box {tuple(box)} (top, left, crop_h, crop_w) must be non-empty and "
+            f"lie inside the {height}x{width} image."
+        )
+    return resize(image[top : top + crop_h, left : left + crop_w], size, method)
 
 
 def flip(image: np.ndarray) -> np.ndarray:
@@ -195,9 +208,11 @@ def _rgb_to_hsv(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     value = np.maximum(np.maximum(red, green), blue)
     delta = value - np.minimum(np.minimum(red, green), blue)
     inverse = 1 / np.where(delta > 0, delta, 1.0)
-    hue = np.where(value == red, (green - blue) * inverse,
-                   np.where(value == green, (blue - red) * inverse + 2,
-                            (red - green) * inverse + 4))
+    hue = np.where(
+        value == red,
+        (green - blue) * inverse,
+        np.where(value == green, (blue - red) * inverse + 2, (red - green) * inverse + 4),
+    )
     saturation = delta / np.where(value > 0, value, 1.0)
     return _wrap_sixths(hue), saturation, value
 
@@ -230,8 +245,13 @@ def adjust_hue(image: np.ndarray, shift: float) -> np.ndarray:
     return np.clip(rotated, 0.0, 1.0)
 
 
-def color_jitter(rng: np.random.Generator, image: np.ndarray, brightness: float = 0.2,
-                 saturation: tuple[float, float] = (0.9, 1.0), hue: float = 0.05) -> np.ndarray:
+def color_jitter(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    brightness: float = 0.2,
+    saturation: tuple[float, float] = (0.9, 1.0),
+    hue: float = 0.05,
+) -> np.ndarray:
     """Random brightness, saturation and hue changes of `[h, w, 3]` in [0, 1], in random order.
 
     As torchvision's `ColorJitter`: brightness factor ~ U[max(0, 1 - brightness),
@@ -256,21 +276,27 @@ def color_jitter(rng: np.random.Generator, image: np.ndarray, brightness: float 
 def _check_jitter(brightness: float, saturation: tuple[float, float], hue: float) -> None:
     """Raises ValueError for colour-jitter strengths outside their valid ranges."""
     if brightness < 0:
-        raise ValueError(f"brightness must be >= 0 (a factor range [1 - b, 1 + b]), got "
-                         f"{brightness}.")
+        raise ValueError(
+            f"brightness must be >= 0 (a factor range [1 - b, 1 + b]), got {brightness}."
+        )
     _check_range("saturation", saturation, 0.0, np.inf)
     if not 0 <= hue <= 0.5:
         raise ValueError(f"hue must be in [0, 0.5] (turns of the colour wheel), got {hue}.")
 
 
-def normalize(image: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN,
-              std: tuple[float, ...] = IMAGENET_STD) -> np.ndarray:
+def normalize(
+    image: np.ndarray,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> np.ndarray:
     """Per-channel `(image - mean) / std` of `[h, w, c]`, as float32 `[h, w, c]`."""
     image = np.asarray(image, np.float32)
     mean_arr, std_arr = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     if image.ndim != 3 or mean_arr.shape != (image.shape[-1],) or std_arr.shape != mean_arr.shape:
-        raise ValueError(f"normalize needs an [h, w, c] image and one mean and std value per "
-                         f"channel; got image {image.shape}, mean {mean}, std {std}.")
+        raise ValueError(
+            f"normalize needs an [h, w, c] image and one mean and std value per "
+            f"channel; got image {image.shape}, mean {mean}, std {std}."
+        )
     if np.any(std_arr <= 0):
         raise ValueError(f"std must be positive, got {std}.")
     # Tiling the constants over whole rows keeps numpy's inner loops long.
@@ -315,8 +341,10 @@ class TwoViewAugment:
         """
         image = np.asarray(example["image"])
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"TwoViewAugment expects example['image'] uint8 [h, w, 3], got "
-                             f"{image.dtype} {image.shape}; decode images to uint8 RGB first.")
+            raise ValueError(
+                f"TwoViewAugment expects example['image'] uint8 [h, w, 3], got "
+                f"{image.dtype} {image.shape}; decode images to uint8 RGB first."
+            )
         out = dict(example)
         out["image"] = normalize(resize(image, self.size) / np.float32(255))
         if "segmentation" in example:
@@ -328,11 +356,9 @@ class TwoViewAugment:
             out[f"{name}_flipped"] = np.array(flipped)
         return out
 
-    def _view(self, image: np.ndarray, rng: np.random.Generator
-              ) -> tuple[np.ndarray, Box, bool]:
+    def _view(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Box, bool]:
         """One augmented view `[size, size, 3]` of uint8 `[h, w, 3]`, its box and flip flag."""
-        box = sample_crop(rng, image.shape[0], image.shape[1], self.area_range,
-                          self.aspect_range)
+        box = sample_crop(rng, image.shape[0], image.shape[1], self.area_range, self.aspect_range)
         view = crop_and_resize(image, box, self.size) / np.float32(255)
         view = color_jitter(rng, view, self.brightness, self.saturation, self.hue)
         flipped = bool(self.flip and rng.random() < 0.5)

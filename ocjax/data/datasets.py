@@ -1,8 +1,12 @@
 """Dataset registry: each entry prepares (if needed) and opens the random-access splits."""
 
+import inspect
 import os
 from typing import Any, Callable, Mapping
 
+import ml_collections
+
+from ocjax.data.builders import coco, multi_object
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
 from ocjax.data.generators import clevr_like
 
@@ -10,56 +14,99 @@ DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
 
 class DatasetError(RuntimeError):
-  """A dataset is missing, unreadable or corrupt; the message says how to fix it."""
+    """A dataset is missing, unreadable or corrupt; the message says how to fix it."""
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
-  """Returns `data_dir`, else `$OCJAX_DATA_DIR`, else `~/tensorflow_datasets`, expanded."""
-  path = data_dir or os.environ.get("OCJAX_DATA_DIR") or DEFAULT_DATA_DIR
-  path = os.path.abspath(os.path.expanduser(path))
-  if os.path.exists(path) and not (os.path.isdir(path) and os.access(path, os.R_OK | os.W_OK)):
-    raise DatasetError(
-        f"Data directory {path} is not a readable and writable directory. Fix its "
-        "permissions or point --config.data.data_dir (or $OCJAX_DATA_DIR) elsewhere.")
-  return path
+    """Returns `data_dir`, else `$OCJAX_DATA_DIR`, else `~/tensorflow_datasets`, expanded."""
+    path = data_dir or os.environ.get("OCJAX_DATA_DIR") or DEFAULT_DATA_DIR
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path) and not (os.path.isdir(path) and os.access(path, os.R_OK | os.W_OK)):
+        raise DatasetError(
+            f"Data directory {path} is not a readable and writable directory. Fix its "
+            "permissions or point --config.data.data_dir (or $OCJAX_DATA_DIR) elsewhere."
+        )
+    return path
 
 
-def clevr_like_sources(data_dir: str, *, resolution: int, max_objects: int,
-                       min_objects: int, num_train: int, num_validation: int,
-                       num_test: int, seed: int) -> dict[str, Any]:
-  """Renders the CLEVR-like scenes on first use, then opens their splits."""
-  clevr_like.check_options(resolution, min_objects, max_objects)
-  config = ClevrLikeConfig.make(resolution, min_objects, max_objects, num_train,
-                                num_validation, num_test, seed)
-  cache = os.path.join(data_dir, "clevr_like", config.name)
-  try:
-    builder = ClevrLike(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare()
-    sources = builder.as_data_source()
-    for source in sources.values():
-      _read_ends(source)
-  except (ImportError, AttributeError, NameError, TypeError):
-    raise  # Bugs or a broken install, not a bad cache.
-  except Exception as error:  # pylint: disable=broad-except
-    raise DatasetError(
-        f"The CLEVR-like cache {cache} could not be written or read ({type(error).__name__}: "
-        f"{error}). Delete that directory and rerun to render it again.") from error
-  return sources
+def clevr_like_sources(
+    data_dir: str,
+    *,
+    resolution: int,
+    max_objects: int,
+    min_objects: int = 3,
+    num_train: int = 10_000,
+    num_validation: int = 1_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Renders the CLEVR-like scenes on first use, then opens their splits."""
+    clevr_like.check_options(resolution, min_objects, max_objects)
+    config = ClevrLikeConfig.make(
+        resolution, min_objects, max_objects, num_train, num_validation, num_test, seed
+    )
+    cache = os.path.join(data_dir, "clevr_like", config.name)
+    try:
+        builder = ClevrLike(config=config, data_dir=data_dir, file_format="array_record")
+        builder.download_and_prepare()
+        sources = builder.as_data_source()
+        for source in sources.values():
+            _read_ends(source)
+    except (ImportError, AttributeError, NameError, TypeError):
+        raise  # Bugs or a broken install, not a bad cache.
+    except Exception as error:  # pylint: disable=broad-except
+        raise DatasetError(
+            f"The CLEVR-like cache {cache} could not be written or read ({type(error).__name__}: "
+            f"{error}). Delete that directory and rerun to render it again."
+        ) from error
+    return sources
 
 
 def _read_ends(source: Any) -> None:
-  """Decodes the first and last records of a source, so corruption shows at start."""
-  for index in {0, len(source) - 1} if len(source) else ():
-    source[index]  # pylint: disable=pointless-statement
+    """Decodes the first and last records of a source, so corruption shows at start."""
+    for index in {0, len(source) - 1} if len(source) else ():
+        source[index]  # pylint: disable=pointless-statement
 
 
 DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "clevr_like": clevr_like_sources,
+    "clevr_with_masks": multi_object.clevr_with_masks_sources,
+    "multi_dsprites": multi_object.multi_dsprites_sources,
+    "tetrominoes": multi_object.tetrominoes_sources,
+    "objects_room": multi_object.objects_room_sources,
+    "coco": coco.coco_sources,
 }
+# Set by the config's `data` section itself rather than per dataset.
+_SHARED_OPTIONS = ("data_dir", "resolution", "max_objects")
+
+
+def default_options() -> ml_collections.ConfigDict:
+    """Per-dataset option sections (`data.<name>.<option>`) with each reader's defaults.
+
+    Options without a default (e.g. `manual_dir`) are typed placeholders that must be set
+    before that dataset is used.
+    """
+    sections = ml_collections.ConfigDict()
+    for name, fn in DATASETS.items():
+        section = ml_collections.ConfigDict()
+        for param in inspect.signature(fn).parameters.values():
+            if param.name in _SHARED_OPTIONS:
+                continue
+            if param.default is inspect.Parameter.empty:
+                section[param.name] = ml_collections.config_dict.placeholder(str)
+            else:
+                section[param.name] = param.default
+        sections[name] = section
+    return sections
 
 
 def load_sources(name: str, data_dir: str | None, options: Mapping[str, Any]) -> dict[str, Any]:
-  """Opens every split of dataset `name` from `data_dir` with its dataset-specific `options`."""
-  if name not in DATASETS:
-    raise DatasetError(f"Unknown dataset {name!r}; set data.name to one of {sorted(DATASETS)}.")
-  return DATASETS[name](resolve_data_dir(data_dir), **options)
+    """Opens every split of dataset `name` from `data_dir` with its dataset-specific `options`."""
+    if "manual_dir" in options and options["manual_dir"] is None:
+        raise DatasetError(
+            f"Dataset {name!r} reads files you download yourself: set "
+            f"--config.data.{name}.manual_dir to their directory (README section Datasets)."
+        )
+    if name not in DATASETS:
+        raise DatasetError(f"Unknown dataset {name!r}; set data.name to one of {sorted(DATASETS)}.")
+    return DATASETS[name](resolve_data_dir(data_dir), **options)

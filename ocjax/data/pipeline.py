@@ -20,100 +20,116 @@ Batch = dict[str, np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class ScenePreprocess:
-  """Turns a decoded scene into fixed-shape arrays, optionally with two augmented views.
+    """Turns a decoded scene into fixed-shape arrays, optionally with two augmented views.
 
-  Output: `image` float32 `[h, w, 3]` (`normalization` "signed": [-1, 1]; "imagenet":
-  ImageNet mean/std); `segmentation` int32 `[h, w]` (0 = background, k = object k);
-  per-object `shape`, `color`, `material`, `size` int32 `[max_objects]` (-1 where padded),
-  `visible`, `present` bool and `position` float32 `[max_objects, 3]`; `valid` = True.
-  With `views`, also `view_a`, `view_b` `[size, size, 3]` (ImageNet-normalised) and their
-  crop boxes and flip flags; `image` and `segmentation` are then resized to `views.size`.
-  """
+    Output: `image` float32 `[h, w, 3]` (`normalization` "signed": [-1, 1]; "imagenet":
+    ImageNet mean/std); `segmentation` int32 `[h, w]` (0 = background, k = object k);
+    per-object `shape`, `color`, `material`, `size` int32 `[max_objects]` (-1 where padded),
+    `visible`, `present` bool and `position` float32 `[max_objects, 3]`; `valid` = True.
+    With `views`, also `view_a`, `view_b` `[size, size, 3]` (ImageNet-normalised) and their
+    crop boxes and flip flags; `image` and `segmentation` are then resized to `views.size`.
+    """
 
-  max_objects: int
-  normalization: str = "signed"
-  views: augment.TwoViewAugment | None = None
+    max_objects: int
+    normalization: str = "signed"
+    views: augment.TwoViewAugment | None = None
 
-  def __post_init__(self):
-    if self.normalization not in ("signed", "imagenet"):
-      raise ValueError(f"Unknown image normalization {self.normalization!r}; "
-                       "use 'signed' ([-1, 1]) or 'imagenet'.")
+    def __post_init__(self):
+        if self.normalization not in ("signed", "imagenet"):
+            raise ValueError(
+                f"Unknown image normalization {self.normalization!r}; "
+                "use 'signed' ([-1, 1]) or 'imagenet'."
+            )
 
-  @property
-  def is_random(self) -> bool:
-    """Whether the preprocessing draws random numbers (and so needs grain's `random_map`)."""
-    return self.views is not None
+    @property
+    def is_random(self) -> bool:
+        """Whether the preprocessing draws random numbers (and so needs grain's `random_map`)."""
+        return self.views is not None
 
-  def __call__(self, example: Mapping[str, Any], rng: np.random.Generator | None = None
-               ) -> Batch:
-    """Preprocesses one decoded example; `rng` is required when `is_random`."""
-    objects = example["objects"]
-    num_objects = len(objects["shape"])
-    if num_objects > self.max_objects:
-      raise ValueError(f"A scene has {num_objects} objects but data.max_objects is "
-                       f"{self.max_objects}; raise data.max_objects.")
-    image = np.asarray(example["image"])
-    out: Batch = {"segmentation": np.asarray(example["segmentation"])[..., 0]}
-    if self.views is not None:
-      out.update(self.views({"image": image, "segmentation": out["segmentation"]}, rng))
-    elif self.normalization == "signed":
-      out["image"] = image.astype(np.float32) / np.float32(127.5) - 1.0
-    else:
-      out["image"] = augment.normalize(image.astype(np.float32) / np.float32(255))
-    out["segmentation"] = out["segmentation"].astype(np.int32)
-    out["valid"] = np.array(True)
-    out["present"] = np.arange(self.max_objects) < num_objects
-    for key in ("shape", "color", "material", "size"):
-      out[key] = _pad(np.asarray(objects[key], np.int32), self.max_objects, -1)
-    out["visible"] = _pad(np.asarray(objects["visible"], bool), self.max_objects, False)
-    out["position"] = _pad(np.asarray(objects["position"], np.float32), self.max_objects, 0.0)
-    return out
+    def __call__(self, example: Mapping[str, Any], rng: np.random.Generator | None = None) -> Batch:
+        """Preprocesses one decoded example; `rng` is required when `is_random`."""
+        objects = example["objects"]
+        num_objects = len(objects["shape"])
+        if num_objects > self.max_objects:
+            raise ValueError(
+                f"A scene has {num_objects} objects but data.max_objects is "
+                f"{self.max_objects}; raise data.max_objects."
+            )
+        image = np.asarray(example["image"])
+        out: Batch = {"segmentation": np.asarray(example["segmentation"])[..., 0]}
+        if self.views is not None:
+            out.update(self.views({"image": image, "segmentation": out["segmentation"]}, rng))
+        elif self.normalization == "signed":
+            out["image"] = image.astype(np.float32) / np.float32(127.5) - 1.0
+        else:
+            out["image"] = augment.normalize(image.astype(np.float32) / np.float32(255))
+        out["segmentation"] = out["segmentation"].astype(np.int32)
+        out["valid"] = np.array(True)
+        out["present"] = np.arange(self.max_objects) < num_objects
+        for key in ("shape", "color", "material", "size"):
+            out[key] = _pad(np.asarray(objects[key], np.int32), self.max_objects, -1)
+        out["visible"] = _pad(np.asarray(objects["visible"], bool), self.max_objects, False)
+        out["position"] = _pad(np.asarray(objects["position"], np.float32), self.max_objects, 0.0)
+        return out
 
 
 def _pad(values: np.ndarray, length: int, fill: Any) -> np.ndarray:
-  """Pads `values` `[n, ...]` along axis 0 to `[length, ...]` with `fill`."""
-  widths = [(0, length - values.shape[0])] + [(0, 0)] * (values.ndim - 1)
-  return np.pad(values, widths, constant_values=fill)
+    """Pads `values` `[n, ...]` along axis 0 to `[length, ...]` with `fill`."""
+    widths = [(0, length - values.shape[0])] + [(0, 0)] * (values.ndim - 1)
+    return np.pad(values, widths, constant_values=fill)
 
 
-def training_batches(source: Any, preprocess: ScenePreprocess, *,
-                     batch_size: int, seed: int, process_index: int = 0,
-                     process_count: int = 1) -> grain.MapDataset:
-  """Infinite dataset, reshuffled every epoch, whose item `step` is this host's batch `step`.
+def training_batches(
+    source: Any,
+    preprocess: ScenePreprocess,
+    *,
+    batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.MapDataset:
+    """Infinite dataset, reshuffled every epoch, whose item `step` is this host's batch `step`.
 
-  `batch_size` is the per-host batch. Host h reads elements h, h + P, h + 2P, ... of the
-  shuffled stream (P hosts), so the hosts' batches at a step partition one global batch.
-  Random preprocessing draws from a generator seeded by `seed` and the element's position
-  in the stream, so every epoch sees new augmentations.
-  """
-  ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-  ds = ds[process_index::process_count]
-  ds = ds.random_map(preprocess) if preprocess.is_random else ds.map(preprocess)
-  return ds.batch(batch_size, drop_remainder=True)
-
-
-def evaluation_batches(source: Any, preprocess: Callable[[Example], Batch], *,
-                       batch_size: int, max_examples: int | None = None,
-                       process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
-  """Finite dataset of `[batch_size, ...]` batches covering each example once.
-
-  The example count is padded up to a whole number of global batches with
-  zero-filled rows whose `valid` is False, so every host runs the same number of steps.
-  """
-  num_examples = len(source) if max_examples is None else min(max_examples, len(source))
-  global_batch = batch_size * process_count
-  num_padded = -(-num_examples // global_batch) * global_batch
-  blank = {k: np.zeros_like(v) for k, v in preprocess(source[0]).items()}
-
-  def load(index: int) -> Batch:
-    return preprocess(source[index]) if index < num_examples else blank
-
-  ds = grain.MapDataset.range(num_padded)[process_index::process_count]
-  return ds.map(load).batch(batch_size, drop_remainder=True)
+    `batch_size` is the per-host batch. Host h reads elements h, h + P, h + 2P, ... of the
+    shuffled stream (P hosts), so the hosts' batches at a step partition one global batch.
+    Random preprocessing draws from a generator seeded by `seed` and the element's position
+    in the stream, so every epoch sees new augmentations.
+    """
+    ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+    ds = ds[process_index::process_count]
+    ds = ds.random_map(preprocess) if preprocess.is_random else ds.map(preprocess)
+    return ds.batch(batch_size, drop_remainder=True)
 
 
-def iterate(dataset: grain.MapDataset, start: int = 0, num_threads: int = 8,
-            prefetch: int = 4) -> Iterator[Batch]:
-  """Iterates batches `start, start + 1, ...` with background threads prefetching."""
-  options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-  return iter(dataset[start:].to_iter_dataset(options))
+def evaluation_batches(
+    source: Any,
+    preprocess: Callable[[Example], Batch],
+    *,
+    batch_size: int,
+    max_examples: int | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.MapDataset:
+    """Finite dataset of `[batch_size, ...]` batches covering each example once.
+
+    The example count is padded up to a whole number of global batches with
+    zero-filled rows whose `valid` is False, so every host runs the same number of steps.
+    """
+    num_examples = len(source) if max_examples is None else min(max_examples, len(source))
+    global_batch = batch_size * process_count
+    num_padded = -(-num_examples // global_batch) * global_batch
+    blank = {k: np.zeros_like(v) for k, v in preprocess(source[0]).items()}
+
+    def load(index: int) -> Batch:
+        return preprocess(source[index]) if index < num_examples else blank
+
+    ds = grain.MapDataset.range(num_padded)[process_index::process_count]
+    return ds.map(load).batch(batch_size, drop_remainder=True)
+
+
+def iterate(
+    dataset: grain.MapDataset, start: int = 0, num_threads: int = 4, prefetch: int = 8
+) -> Iterator[Batch]:
+    """Iterates batches `start, start + 1, ...` with background threads prefetching."""
+    options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+    return iter(dataset[start:].to_iter_dataset(options))

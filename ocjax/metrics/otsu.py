@@ -7,10 +7,13 @@ threshold is the centre of the bin that maximises the between-class variance
 of "this bin and below" vs "above", ties going to the lowest bin, and the
 foreground is `value > threshold`. A constant map's threshold is its value, so
 its mask is empty. Integer maps are binned like float maps (skimage gives each
-integer its own bin instead). Under `jax.jit`, XLA may fuse the edges'
-multiply-add or approximate the division, so an edge (and the threshold) can
-differ from numpy's in the last float32 bit; only a value within that bit of
-an edge can then fall into the neighbouring bin.
+integer its own bin instead). Two float32 effects can make a result differ
+from skimage's: XLA may fuse the edges' multiply-add or approximate the
+division, so an edge (and the threshold) can differ from numpy's in the last
+bit, moving a value within that bit of an edge to the neighbouring bin; and
+where two bins' between-class variances agree to ~1e-6 relative, skimage's
+float32 running sums can pick the other one (here the class sums are exact
+integers, so the choice is the exactly computed one up to final rounding).
 
 `otsu_iou` / `otsu_dice` follow the paper's segmentation protocol: every slot
 map is binarised with its own Otsu threshold (masks may overlap), GT objects

@@ -52,9 +52,7 @@ def _flat_ids(name: str, ids: jax.Array) -> jax.Array:
     """Check an integer id map `[batch, *pixels]` and flatten it to `[batch, pixels]`."""
     ids = jnp.asarray(ids)
     if not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise ValueError(
-            f"{name} must hold integer ids, got dtype {ids.dtype}; cast it to int32."
-        )
+        raise ValueError(f"{name} must hold integer ids, got dtype {ids.dtype}; cast it to int32.")
     if ids.ndim < 2:
         raise ValueError(
             f"{name} must have shape [batch, *pixels], got shape {ids.shape}; "

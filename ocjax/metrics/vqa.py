@@ -72,14 +72,11 @@ def average_precision(
     weight = weight.astype(jnp.promote_types(weight.dtype, jnp.float32))
     positive = labels.astype(bool)
     order = jnp.argsort(scores)
-    sorted_scores = scores[order]
-    positive_below = jnp.cumsum(jnp.where(positive, weight, 0.0)[order])
-    negative_below = jnp.cumsum(jnp.where(positive, 0.0, weight)[order])
-    total_positive, total_negative = positive_below[-1], negative_below[-1]
-    first_tied = jnp.searchsorted(sorted_scores, scores, side="left")
-    before = first_tied - 1
-    true_positives = total_positive - jnp.where(before >= 0, positive_below[before], 0.0)
-    false_positives = total_negative - jnp.where(before >= 0, negative_below[before], 0.0)
+    first_tied = jnp.searchsorted(scores[order], scores, side="left")
+    positive_from = jnp.cumsum(jnp.where(positive, weight, 0.0)[order][::-1])[::-1]
+    negative_from = jnp.cumsum(jnp.where(positive, 0.0, weight)[order][::-1])[::-1]
+    true_positives, false_positives = positive_from[first_tied], negative_from[first_tied]
+    total_positive = positive_from[0]
     precision = true_positives / jnp.maximum(true_positives + false_positives, _TINY)
     gained = jnp.sum(jnp.where(positive, weight * precision, 0.0))
     return gained / jnp.maximum(total_positive, _TINY)

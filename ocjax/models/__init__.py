@@ -17,14 +17,14 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def build_model(name: str, dtype: str = "float32", **kwargs: Any) -> nn.Module:
-  """Builds the registered model `name` with compute dtype `dtype` and its hyper-parameters."""
-  if name not in MODELS:
-    raise ValueError(f"Unknown model {name!r}; set model.name to one of {sorted(MODELS)}.")
-  if dtype not in DTYPES:
-    raise ValueError(f"Unknown model.dtype {dtype!r}; use one of {sorted(DTYPES)}.")
-  return MODELS[name](dtype=DTYPES[dtype], **_tuples(kwargs))
+    """Builds the registered model `name` with compute dtype `dtype` and its hyper-parameters."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; set model.name to one of {sorted(MODELS)}.")
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown model.dtype {dtype!r}; use one of {sorted(DTYPES)}.")
+    return MODELS[name](dtype=DTYPES[dtype], **_tuples(kwargs))
 
 
 def _tuples(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-  """Turns list values (as configs hold them) into tuples, so modules stay hashable."""
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    """Turns list values (as configs hold them) into tuples, so modules stay hashable."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}

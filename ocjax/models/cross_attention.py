@@ -31,7 +31,8 @@ class MultiHeadAttention(nn.Module):
         if dim % self.num_heads:
             raise ValueError(
                 f"Token dimension {dim} is not divisible by num_heads={self.num_heads}; "
-                f"choose num_heads among the divisors of {dim} or change the dimension.")
+                f"choose num_heads among the divisors of {dim} or change the dimension."
+            )
         head_dim = dim // self.num_heads
 
         def project(x: jax.Array, name: str) -> jax.Array:
@@ -45,8 +46,7 @@ class MultiHeadAttention(nn.Module):
         logits = jnp.einsum("bqhd,bnhd->bhqn", q, k).astype(jnp.float32)
         attention = jax.nn.softmax(logits, axis=-1)
         heads = jnp.einsum("bhqn,bnhd->bqhd", attention.astype(v.dtype), v)
-        update = nn.Dense(dim, dtype=self.dtype, name="out")(
-            heads.reshape(batch, num_queries, dim))
+        update = nn.Dense(dim, dtype=self.dtype, name="out")(heads.reshape(batch, num_queries, dim))
         return update, attention
 
 
@@ -79,12 +79,15 @@ class CrossAttentionBlock(nn.Module):
         """Updates queries `[b, q, dim]` from inputs `[b, n, c]`; attention `[b, heads, q, n]`."""
         queries = queries.astype(self.dtype)
         update, attention = MultiHeadAttention(
-            num_heads=self.num_heads, dtype=self.dtype, name="attention")(
-                nn.LayerNorm(dtype=self.dtype, name="norm_queries")(queries),
-                nn.LayerNorm(dtype=self.dtype, name="norm_inputs")(inputs))
+            num_heads=self.num_heads, dtype=self.dtype, name="attention"
+        )(
+            nn.LayerNorm(dtype=self.dtype, name="norm_queries")(queries),
+            nn.LayerNorm(dtype=self.dtype, name="norm_inputs")(inputs),
+        )
         x = queries + update
         x = x + TransformerMLP(self.mlp_dim, dtype=self.dtype, name="mlp")(
-            nn.LayerNorm(dtype=self.dtype, name="norm_mlp")(x))
+            nn.LayerNorm(dtype=self.dtype, name="norm_mlp")(x)
+        )
         return x, attention
 
 
@@ -106,12 +109,13 @@ class CrossAttention(nn.Module):
         if self.num_layers < 1:
             raise ValueError(
                 f"CrossAttention needs num_layers >= 1, got {self.num_layers}; "
-                "set num_layers to 1 or 2 as in the paper.")
+                "set num_layers to 1 or 2 as in the paper."
+            )
         first_attention = None
         for i in range(self.num_layers):
             queries, attention = CrossAttentionBlock(
-                num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=self.dtype,
-                name=f"layer_{i}")(queries, inputs)
+                num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=self.dtype, name=f"layer_{i}"
+            )(queries, inputs)
             if first_attention is None:
                 first_attention = jnp.mean(attention, axis=1)
         return queries, first_attention

@@ -16,8 +16,9 @@ Dtype = Any
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
-def _symmetric_uniform(key: jax.Array, shape: tuple[int, ...],
-                       dtype: Dtype = jnp.float32) -> jax.Array:
+def _symmetric_uniform(
+    key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32
+) -> jax.Array:
     """Glorot-uniform init of `[..., dim]` vectors: U(-l, l) with `l = sqrt(6 / (1 + dim))`."""
     limit = (6.0 / (1 + shape[-1])) ** 0.5
     return jax.random.uniform(key, shape, dtype, -limit, limit)
@@ -33,10 +34,12 @@ class LearnedQueries(nn.Module):
     @nn.compact
     def __call__(self, batch_size: int, tokens: jax.Array | None = None) -> jax.Array:
         """Returns queries `[batch_size, num_queries, dim]`; `tokens` is ignored."""
-        queries = self.param("queries", nn.initializers.truncated_normal(0.02),
-                             (self.num_queries, self.dim))
-        return jnp.broadcast_to(queries.astype(self.dtype),
-                                (batch_size, self.num_queries, self.dim))
+        queries = self.param(
+            "queries", nn.initializers.truncated_normal(0.02), (self.num_queries, self.dim)
+        )
+        return jnp.broadcast_to(
+            queries.astype(self.dtype), (batch_size, self.num_queries, self.dim)
+        )
 
 
 class GaussianQueries(nn.Module):
@@ -54,8 +57,7 @@ class GaussianQueries(nn.Module):
         """Returns queries `[batch_size, num_queries, dim]`; `tokens` is ignored."""
         mu = self.param("mu", _symmetric_uniform, (self.dim,))
         log_sigma = self.param("log_sigma", _symmetric_uniform, (self.dim,))
-        noise = jax.random.normal(self.make_rng("slots"),
-                                  (batch_size, self.num_queries, self.dim))
+        noise = jax.random.normal(self.make_rng("slots"), (batch_size, self.num_queries, self.dim))
         return (mu + jnp.exp(log_sigma) * noise).astype(self.dtype)
 
 
@@ -79,7 +81,8 @@ class MixtureQueries(nn.Module):
         log_sigma = self.param("log_sigma", _symmetric_uniform, shape)
         component_key, noise_key = jax.random.split(self.make_rng("slots"))
         component = jax.random.randint(
-            component_key, (batch_size, self.num_queries), 0, self.num_components)
+            component_key, (batch_size, self.num_queries), 0, self.num_components
+        )
         noise = jax.random.normal(noise_key, (batch_size, self.num_queries, self.dim))
         return (mu[component] + jnp.exp(log_sigma[component]) * noise).astype(self.dtype)
 
@@ -87,8 +90,11 @@ class MixtureQueries(nn.Module):
 def _squared_distances(tokens: jax.Array, centroids: jax.Array) -> jax.Array:
     """Squared Euclidean distances `[b, n, k]` of tokens `[b, n, d]` to centroids `[b, k, d]`."""
     cross = jnp.einsum("bnd,bkd->bnk", tokens, centroids, precision=_HIGHEST)
-    squared = (jnp.sum(tokens**2, axis=-1)[:, :, None] - 2.0 * cross
-               + jnp.sum(centroids**2, axis=-1)[:, None, :])
+    squared = (
+        jnp.sum(tokens**2, axis=-1)[:, :, None]
+        - 2.0 * cross
+        + jnp.sum(centroids**2, axis=-1)[:, None, :]
+    )
     return jnp.maximum(squared, 0.0)
 
 
@@ -174,15 +180,19 @@ class KMeansQueries(nn.Module):
         if tokens.ndim != 3 or tokens.shape[0] != batch_size:
             raise ValueError(
                 f"KMeansQueries expects tokens [batch_size={batch_size}, num_tokens, dim], "
-                f"got shape {tokens.shape}; pass the backbone's patch tokens.")
+                f"got shape {tokens.shape}; pass the backbone's patch tokens."
+            )
         if self.num_queries > tokens.shape[1]:
             raise ValueError(
                 f"KMeansQueries has num_queries={self.num_queries} but the images have only "
                 f"{tokens.shape[1]} tokens; set num_queries <= {tokens.shape[1]} or use a "
-                "smaller patch_size.")
+                "smaller patch_size."
+            )
         if self.seeding not in _SEEDINGS:
-            raise ValueError(f"Unknown k-means seeding {self.seeding!r}; set seeding to one of "
-                             f"{sorted(_SEEDINGS)}.")
+            raise ValueError(
+                f"Unknown k-means seeding {self.seeding!r}; set seeding to one of "
+                f"{sorted(_SEEDINGS)}."
+            )
         points = jax.lax.stop_gradient(jnp.asarray(tokens, jnp.float32))
         centroids = _SEEDINGS[self.seeding](self.make_rng("slots"), points, self.num_queries)
         return kmeans(points, centroids, self.num_iterations).astype(self.dtype)

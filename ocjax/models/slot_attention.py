@@ -14,60 +14,60 @@ Dtype = Any
 
 
 class SlotMLP(nn.Module):
-  """Two-layer ReLU MLP used as the residual update of the slots."""
+    """Two-layer ReLU MLP used as the residual update of the slots."""
 
-  hidden_dim: int
-  out_dim: int
-  dtype: Dtype = jnp.float32
+    hidden_dim: int
+    out_dim: int
+    dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Maps `[..., d]` to `[..., out_dim]`."""
-    x = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype, name="dense_1")(x))
-    return nn.Dense(self.out_dim, dtype=self.dtype, name="dense_2")(x)
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Maps `[..., d]` to `[..., out_dim]`."""
+        x = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype, name="dense_1")(x))
+        return nn.Dense(self.out_dim, dtype=self.dtype, name="dense_2")(x)
 
 
 class SlotAttention(nn.Module):
-  """Iterative attention that makes slots compete for the inputs.
+    """Iterative attention that makes slots compete for the inputs.
 
-  Softmax is taken over the slot axis, then each slot's weights are renormalised
-  over the inputs (a weighted mean). One set of weights serves every iteration.
-  """
-
-  num_iterations: int = 3
-  mlp_hidden_dim: int = 128
-  epsilon: float = 1e-8
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, slots: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Updates slots `[b, k, d]` from inputs `[b, n, c]`; returns slots and attention `[b, k, n]`.
-
-    The attention returned is that of the first iteration, the one used by the
-    object-discovery evaluations; the last iteration's is sown as `intermediates/attention`.
+    Softmax is taken over the slot axis, then each slot's weights are renormalised
+    over the inputs (a weighted mean). One set of weights serves every iteration.
     """
-    slot_dim = slots.shape[-1]
-    inputs = nn.LayerNorm(name="norm_inputs", dtype=self.dtype)(inputs)
-    keys = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="key")(inputs)
-    values = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="value")(inputs)
 
-    norm_slots = nn.LayerNorm(name="norm_slots", dtype=self.dtype)
-    to_query = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="query")
-    gru = nn.GRUCell(features=slot_dim, dtype=self.dtype, name="gru")
-    norm_mlp = nn.LayerNorm(name="norm_mlp", dtype=self.dtype)
-    mlp = SlotMLP(self.mlp_hidden_dim, slot_dim, dtype=self.dtype, name="mlp")
+    num_iterations: int = 3
+    mlp_hidden_dim: int = 128
+    epsilon: float = 1e-8
+    dtype: Dtype = jnp.float32
 
-    first_attention = None
-    for _ in range(self.num_iterations):
-      queries = to_query(norm_slots(slots)) * slot_dim**-0.5
-      logits = jnp.einsum("bkd,bnd->bkn", queries, keys).astype(jnp.float32)
-      attention = jax.nn.softmax(logits, axis=1)
-      if first_attention is None:
-        first_attention = attention
-      weights = attention + self.epsilon
-      weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
-      updates = jnp.einsum("bkn,bnd->bkd", weights.astype(values.dtype), values)
-      slots, _ = gru(slots, updates)
-      slots = slots + mlp(norm_mlp(slots))
-    self.sow("intermediates", "attention", attention)
-    return slots, first_attention
+    @nn.compact
+    def __call__(self, slots: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Updates slots `[b, k, d]` from inputs `[b, n, c]`; returns slots and attention `[b, k, n]`.
+
+        The attention returned is that of the first iteration, the one used by the
+        object-discovery evaluations; the last iteration's is sown as `intermediates/attention`.
+        """
+        slot_dim = slots.shape[-1]
+        inputs = nn.LayerNorm(name="norm_inputs", dtype=self.dtype)(inputs)
+        keys = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="key")(inputs)
+        values = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="value")(inputs)
+
+        norm_slots = nn.LayerNorm(name="norm_slots", dtype=self.dtype)
+        to_query = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="query")
+        gru = nn.GRUCell(features=slot_dim, dtype=self.dtype, name="gru")
+        norm_mlp = nn.LayerNorm(name="norm_mlp", dtype=self.dtype)
+        mlp = SlotMLP(self.mlp_hidden_dim, slot_dim, dtype=self.dtype, name="mlp")
+
+        first_attention = None
+        for _ in range(self.num_iterations):
+            queries = to_query(norm_slots(slots)) * slot_dim**-0.5
+            logits = jnp.einsum("bkd,bnd->bkn", queries, keys).astype(jnp.float32)
+            attention = jax.nn.softmax(logits, axis=1)
+            if first_attention is None:
+                first_attention = attention
+            weights = attention + self.epsilon
+            weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
+            updates = jnp.einsum("bkn,bnd->bkd", weights.astype(values.dtype), values)
+            slots, _ = gru(slots, updates)
+            slots = slots + mlp(norm_mlp(slots))
+        self.sow("intermediates", "attention", attention)
+        return slots, first_attention

@@ -41,7 +41,8 @@ class TransformerBlock(nn.Module):
         """Maps tokens `[batch, num_tokens, dim]` to the same shape."""
         h = nn.LayerNorm(dtype=self.dtype, name="norm_attention")(x)
         update, _ = MultiHeadAttention(
-            num_heads=self.num_heads, dtype=self.dtype, name="attention")(h, h)
+            num_heads=self.num_heads, dtype=self.dtype, name="attention"
+        )(h, h)
         x = x + update
         h = nn.LayerNorm(dtype=self.dtype, name="norm_mlp")(x)
         return x + TransformerMLP(self.mlp_dim, dtype=self.dtype, name="mlp")(h)
@@ -74,21 +75,33 @@ class ViT(nn.Module):
                 f"Images are {height}x{width} but the ViT patch_size is {p}, which does not "
                 f"divide both sides. Resize the images to multiples of {p} (e.g. "
                 f"{height // p * p}x{width // p * p}) or pick a patch_size dividing "
-                f"{height} and {width}.")
+                f"{height} and {width}."
+            )
         grid = (height // p, width // p)
-        x = nn.Conv(self.dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
-                    name="patch_embedding")(images.astype(self.dtype))
+        x = nn.Conv(
+            self.dim,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
+            name="patch_embedding",
+        )(images.astype(self.dtype))
         x = x.reshape(batch, grid[0] * grid[1], self.dim)
-        position = self.param("position_embedding", nn.initializers.truncated_normal(0.02),
-                              (1, grid[0] * grid[1], self.dim)).astype(self.dtype)
+        position = self.param(
+            "position_embedding",
+            nn.initializers.truncated_normal(0.02),
+            (1, grid[0] * grid[1], self.dim),
+        ).astype(self.dtype)
         if self.use_cls_token:
-            cls = self.param("cls_token", nn.initializers.truncated_normal(0.02),
-                             (1, 1, self.dim)).astype(self.dtype)
+            cls = self.param(
+                "cls_token", nn.initializers.truncated_normal(0.02), (1, 1, self.dim)
+            ).astype(self.dtype)
             x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, self.dim)), x], axis=1)
             position = jnp.concatenate([jnp.zeros_like(position[:, :1]), position], axis=1)
         for i in range(self.depth):
-            x = TransformerBlock(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-                                 dtype=self.dtype, name=f"block_{i}")(x + position)
+            x = TransformerBlock(
+                num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=self.dtype, name=f"block_{i}"
+            )(x + position)
         x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
         if self.use_cls_token:
             return ViTOutput(tokens=x[:, 1:], cls=x[:, 0], grid=grid)

@@ -23,98 +23,126 @@ OBJECT_LOSSES = ("ctr_all", "ctr_img", "cossim")
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-  """The loss of a system and the object masks and features it is evaluated on."""
+    """The loss of a system and the object masks and features it is evaluated on."""
 
-  train_inputs: Callable[[Batch], jax.Array]
-  loss: Callable[[Outputs, Batch], tuple[jax.Array, dict[str, jax.Array]]]
-  masks: Callable[[Outputs, tuple[int, int]], dict[str, jax.Array]]
-  features: Callable[[Outputs], jax.Array] | None = None
-  otsu_masks: tuple[str, ...] = ()
+    train_inputs: Callable[[Batch], jax.Array]
+    loss: Callable[[Outputs, Batch], tuple[jax.Array, dict[str, jax.Array]]]
+    masks: Callable[[Outputs, tuple[int, int]], dict[str, jax.Array]]
+    features: Callable[[Outputs], jax.Array] | None = None
+    otsu_masks: tuple[str, ...] = ()
 
 
 def attention_masks(attention: jax.Array, image_size: tuple[int, int]) -> jax.Array:
-  """Nearest-upsamples attention `[b, k, n]` over a square token grid to `[b, k, h, w]`."""
-  batch, num_slots, num_inputs = attention.shape
-  side = int(round(num_inputs ** 0.5))
-  if side * side != num_inputs:
-    raise ValueError(f"Attention over {num_inputs} inputs is not a square grid.")
-  grid = attention.reshape(batch, num_slots, side, side)
-  return jax.image.resize(grid, (batch, num_slots, *image_size), "nearest")
+    """Nearest-upsamples attention `[b, k, n]` over a square token grid to `[b, k, h, w]`."""
+    batch, num_slots, num_inputs = attention.shape
+    side = int(round(num_inputs**0.5))
+    if side * side != num_inputs:
+        raise ValueError(f"Attention over {num_inputs} inputs is not a square grid.")
+    grid = attention.reshape(batch, num_slots, side, side)
+    return jax.image.resize(grid, (batch, num_slots, *image_size), "nearest")
 
 
 def _reconstruction_loss(outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict]:
-  """MSE between `reconstruction` and `image` `[b, h, w, 3]`."""
-  loss = losses.mse(outputs["reconstruction"], batch["image"])
-  return loss, {"mse": loss}
+    """MSE between `reconstruction` and `image` `[b, h, w, 3]`."""
+    loss = losses.mse(outputs["reconstruction"], batch["image"])
+    return loss, {"mse": loss}
 
 
 def autoencoder() -> Objective:
-  """Pixel reconstruction; masks from decoder alphas and from the first attention map."""
-  return Objective(
-      train_inputs=lambda batch: batch["image"],
-      loss=_reconstruction_loss,
-      masks=lambda out, size: {"decoder": out["masks"],
-                               "attention": attention_masks(out["attention"], size)})
+    """Pixel reconstruction; masks from decoder alphas and from the first attention map."""
+    return Objective(
+        train_inputs=lambda batch: batch["image"],
+        loss=_reconstruction_loss,
+        masks=lambda out, size: {
+            "decoder": out["masks"],
+            "attention": attention_masks(out["attention"], size),
+        },
+    )
 
 
 def _split(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Splits the leading axis `[2b, ...]` into the two views `[b, ...]`."""
-  half = x.shape[0] // 2
-  return x[:half], x[half:]
+    """Splits the leading axis `[2b, ...]` into the two views `[b, ...]`."""
+    half = x.shape[0] // 2
+    return x[:half], x[half:]
 
 
-def _contrastive_loss(outputs: Outputs, batch: Batch, *, global_weight: float,
-                      object_weight: float, object_loss: str, temperature: float,
-                      match: Callable[[jax.Array, jax.Array], jax.Array]
-                      ) -> tuple[jax.Array, dict]:
-  """Weighted global NT-Xent plus an object loss on tokens matched across the two views."""
-  del batch
-  terms, total = {}, jnp.zeros((), jnp.float32)
-  if global_weight:
-    terms["global"] = contrastive.nt_xent(*_split(outputs["global_projection"]), temperature)
-    total = total + global_weight * terms["global"]
-  if object_weight:
-    s_a, s_b = _split(outputs["objects"])
-    p_a, p_b = _split(outputs["object_projections"])
-    assignment = match(s_a, s_b)
-    if object_loss == "cossim":
-      terms[object_loss] = contrastive.cossim(p_a, p_b, s_a, s_b, assignment)
-    else:
-      loss_fn = contrastive.ctr_all if object_loss == "ctr_all" else contrastive.ctr_img
-      terms[object_loss] = loss_fn(p_a, p_b, assignment, temperature)
-    total = total + object_weight * terms[object_loss]
-  return total, terms
+def _contrastive_loss(
+    outputs: Outputs,
+    batch: Batch,
+    *,
+    global_weight: float,
+    object_weight: float,
+    object_loss: str,
+    temperature: float,
+    match: Callable[[jax.Array, jax.Array], jax.Array],
+) -> tuple[jax.Array, dict]:
+    """Weighted global NT-Xent plus an object loss on tokens matched across the two views."""
+    del batch
+    terms, total = {}, jnp.zeros((), jnp.float32)
+    if global_weight:
+        terms["global"] = contrastive.nt_xent(*_split(outputs["global_projection"]), temperature)
+        total = total + global_weight * terms["global"]
+    if object_weight:
+        s_a, s_b = _split(outputs["objects"])
+        p_a, p_b = _split(outputs["object_projections"])
+        assignment = match(s_a, s_b)
+        if object_loss == "cossim":
+            terms[object_loss] = contrastive.cossim(p_a, p_b, s_a, s_b, assignment)
+        else:
+            loss_fn = contrastive.ctr_all if object_loss == "ctr_all" else contrastive.ctr_img
+            terms[object_loss] = loss_fn(p_a, p_b, assignment, temperature)
+        total = total + object_weight * terms[object_loss]
+    return total, terms
 
 
-def contrastive_objective(global_weight: float = 1.0, object_weight: float = 0.05,
-                          object_loss: str = "cossim", temperature: float = 0.1,
-                          matching: str = "hungarian", sinkhorn_temperature: float = 0.05,
-                          sinkhorn_iterations: int = 50) -> Objective:
-  """Seed 004: two views per image, global NT-Xent and a matched object loss."""
-  if object_loss not in OBJECT_LOSSES:
-    raise ValueError(f"Unknown objective.object_loss {object_loss!r}; use one of "
-                     f"{OBJECT_LOSSES}.")
-  if temperature <= 0:
-    raise ValueError(f"objective.temperature must be > 0, got {temperature}.")
-  if global_weight < 0 or object_weight < 0 or not (global_weight or object_weight):
-    raise ValueError("objective.global_weight and objective.object_weight must be >= 0 and "
-                     "not both 0.")
-  solver = ({"temperature": sinkhorn_temperature, "num_iterations": sinkhorn_iterations}
-            if matching == "sinkhorn" else {})
-  match = functools.partial(contrastive.match_tokens, method=matching, **solver)
-  loss = functools.partial(_contrastive_loss, global_weight=global_weight,
-                           object_weight=object_weight, object_loss=object_loss,
-                           temperature=temperature, match=match)
+def contrastive_objective(
+    global_weight: float = 1.0,
+    object_weight: float = 0.05,
+    object_loss: str = "cossim",
+    temperature: float = 0.1,
+    matching: str = "hungarian",
+    sinkhorn_temperature: float = 0.05,
+    sinkhorn_iterations: int = 50,
+) -> Objective:
+    """Seed 004: two views per image, global NT-Xent and a matched object loss."""
+    if object_loss not in OBJECT_LOSSES:
+        raise ValueError(
+            f"Unknown objective.object_loss {object_loss!r}; use one of {OBJECT_LOSSES}."
+        )
+    if temperature <= 0:
+        raise ValueError(f"objective.temperature must be > 0, got {temperature}.")
+    if global_weight < 0 or object_weight < 0 or not (global_weight or object_weight):
+        raise ValueError(
+            "objective.global_weight and objective.object_weight must be >= 0 and not both 0."
+        )
+    solver = (
+        {"temperature": sinkhorn_temperature, "num_iterations": sinkhorn_iterations}
+        if matching == "sinkhorn"
+        else {}
+    )
+    match = functools.partial(contrastive.match_tokens, method=matching, **solver)
+    loss = functools.partial(
+        _contrastive_loss,
+        global_weight=global_weight,
+        object_weight=object_weight,
+        object_loss=object_loss,
+        temperature=temperature,
+        match=match,
+    )
 
-  def masks(out: Outputs, size: tuple[int, int]) -> dict[str, jax.Array]:
-    return {"attention": attention_masks(out["attention"], size)} if "attention" in out else {}
+    def masks(out: Outputs, size: tuple[int, int]) -> dict[str, jax.Array]:
+        return {"attention": attention_masks(out["attention"], size)} if "attention" in out else {}
 
-  def features(out: Outputs) -> jax.Array:
-    return out["objects"] if "objects" in out else out["global"][:, None]
+    def features(out: Outputs) -> jax.Array:
+        return out["objects"] if "objects" in out else out["global"][:, None]
 
-  return Objective(
-      train_inputs=lambda batch: jnp.concatenate([batch["view_a"], batch["view_b"]]),
-      loss=loss, masks=masks, features=features, otsu_masks=("attention",))
+    return Objective(
+        train_inputs=lambda batch: jnp.concatenate([batch["view_a"], batch["view_b"]]),
+        loss=loss,
+        masks=masks,
+        features=features,
+        otsu_masks=("attention",),
+    )
 
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
@@ -124,12 +152,12 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
 
 
 def build_objective(name: str, **options: Any) -> Objective:
-  """Builds the registered objective `name` with its options."""
-  if name not in OBJECTIVES:
-    raise ValueError(f"Unknown objective.name {name!r}; use one of {sorted(OBJECTIVES)}.")
-  return OBJECTIVES[name](**options)
+    """Builds the registered objective `name` with its options."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"Unknown objective.name {name!r}; use one of {sorted(OBJECTIVES)}.")
+    return OBJECTIVES[name](**options)
 
 
 def finite(terms: dict[str, jax.Array]) -> jax.Array:
-  """True when every value is finite."""
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in terms.values()]))
+    """True when every value is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in terms.values()]))

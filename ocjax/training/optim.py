@@ -6,66 +6,85 @@ import jax.numpy as jnp
 import optax
 
 
-def learning_rate_schedule(*, learning_rate: float, warmup_steps: int, decay: str,
-                           total_steps: int, decay_steps: int = 0, decay_rate: float = 1.0,
-                           end_learning_rate: float = 0.0) -> optax.Schedule:
-  """Linear warm-up from 0, then `constant`; `cosine` to `end_learning_rate` over
-  `decay_steps` (default: the rest of training); or `exponential`, times `decay_rate` every
-  `decay_steps`, applied from step 0 as in the Slot Attention paper."""
-  warmup = optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1))
-  if decay == "constant":
-    return optax.join_schedules([warmup, optax.constant_schedule(learning_rate)], [warmup_steps])
-  if decay == "cosine":
-    cosine = optax.cosine_decay_schedule(
-        learning_rate, max(decay_steps or total_steps - warmup_steps, 1),
-        end_learning_rate / learning_rate)
-    return optax.join_schedules([warmup, cosine], [warmup_steps])
-  if decay == "exponential":
-    if decay_steps <= 0:
-      raise ValueError("optimizer.decay_steps must be positive for exponential decay.")
+def learning_rate_schedule(
+    *,
+    learning_rate: float,
+    warmup_steps: int,
+    decay: str,
+    total_steps: int,
+    decay_steps: int = 0,
+    decay_rate: float = 1.0,
+    end_learning_rate: float = 0.0,
+) -> optax.Schedule:
+    """Linear warm-up from 0, then `constant`; `cosine` to `end_learning_rate` over
+    `decay_steps` (default: the rest of training); or `exponential`, times `decay_rate` every
+    `decay_steps`, applied from step 0 as in the Slot Attention paper."""
+    warmup = optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1))
+    if decay == "constant":
+        return optax.join_schedules(
+            [warmup, optax.constant_schedule(learning_rate)], [warmup_steps]
+        )
+    if decay == "cosine":
+        cosine = optax.cosine_decay_schedule(
+            learning_rate,
+            max(decay_steps or total_steps - warmup_steps, 1),
+            end_learning_rate / learning_rate,
+        )
+        return optax.join_schedules([warmup, cosine], [warmup_steps])
+    if decay == "exponential":
+        if decay_steps <= 0:
+            raise ValueError("optimizer.decay_steps must be positive for exponential decay.")
 
-    def schedule(step):
-      factor = jnp.minimum(1.0, step / max(warmup_steps, 1)) if warmup_steps else 1.0
-      return learning_rate * factor * decay_rate ** (step / decay_steps)
-    return schedule
-  raise ValueError(f"Unknown optimizer.decay {decay!r}; use constant, cosine or exponential.")
+        def schedule(step):
+            factor = jnp.minimum(1.0, step / max(warmup_steps, 1)) if warmup_steps else 1.0
+            return learning_rate * factor * decay_rate ** (step / decay_steps)
+
+        return schedule
+    raise ValueError(f"Unknown optimizer.decay {decay!r}; use constant, cosine or exponential.")
 
 
-def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float = 0.0,
-                   grad_clip_norm: float | None = None) -> optax.GradientTransformation:
-  """Adam or AdamW on `schedule`, after optional global-norm gradient clipping."""
-  if name == "adam":
-    if weight_decay:
-      raise ValueError("optimizer.weight_decay needs optimizer.name = 'adamw'.")
-    optimizer = optax.adam(schedule)
-  elif name == "adamw":
-    optimizer = optax.adamw(schedule, weight_decay=weight_decay)
-  else:
-    raise ValueError(f"Unknown optimizer.name {name!r}; use adam or adamw.")
-  if grad_clip_norm:
-    return optax.chain(optax.clip_by_global_norm(grad_clip_norm), optimizer)
-  return optimizer
+def make_optimizer(
+    name: str,
+    schedule: optax.Schedule,
+    *,
+    weight_decay: float = 0.0,
+    grad_clip_norm: float | None = None,
+) -> optax.GradientTransformation:
+    """Adam or AdamW on `schedule`, after optional global-norm gradient clipping."""
+    if name == "adam":
+        if weight_decay:
+            raise ValueError("optimizer.weight_decay needs optimizer.name = 'adamw'.")
+        optimizer = optax.adam(schedule)
+    elif name == "adamw":
+        optimizer = optax.adamw(schedule, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"Unknown optimizer.name {name!r}; use adam or adamw.")
+    if grad_clip_norm:
+        return optax.chain(optax.clip_by_global_norm(grad_clip_norm), optimizer)
+    return optimizer
 
 
 def total_steps(num_steps: int | None, num_epochs: float | None, steps_per_epoch: int) -> int:
-  """Training length in steps from exactly one of `num_steps` and `num_epochs`."""
-  if (num_steps is None) == (num_epochs is None):
-    raise ValueError("Set exactly one of training.num_steps and training.num_epochs.")
-  if steps_per_epoch < 1:
-    raise ValueError("The training split is smaller than one batch; lower "
-                     "training.batch_size or use more training data.")
-  steps = num_steps if num_steps is not None else int(round(num_epochs * steps_per_epoch))
-  if steps < 1:
-    raise ValueError(f"Training would run {steps} steps; raise training.num_steps/num_epochs.")
-  return steps
+    """Training length in steps from exactly one of `num_steps` and `num_epochs`."""
+    if (num_steps is None) == (num_epochs is None):
+        raise ValueError("Set exactly one of training.num_steps and training.num_epochs.")
+    if steps_per_epoch < 1:
+        raise ValueError(
+            "The training split is smaller than one batch; lower "
+            "training.batch_size or use more training data."
+        )
+    steps = num_steps if num_steps is not None else int(round(num_epochs * steps_per_epoch))
+    if steps < 1:
+        raise ValueError(f"Training would run {steps} steps; raise training.num_steps/num_epochs.")
+    return steps
 
 
 def in_steps(schedule: Mapping[str, Any], steps_per_epoch: int) -> dict[str, Any]:
-  """Converts `*_epochs` entries of a schedule config (e.g. `warmup_epochs`) to `*_steps`."""
-  out = {}
-  for key, value in schedule.items():
-    if key.endswith("_epochs"):
-      out[key[:-len("_epochs")] + "_steps"] = int(round(value * steps_per_epoch))
-    else:
-      out[key] = value
-  return out
+    """Converts `*_epochs` entries of a schedule config (e.g. `warmup_epochs`) to `*_steps`."""
+    out = {}
+    for key, value in schedule.items():
+        if key.endswith("_epochs"):
+            out[key[: -len("_epochs")] + "_steps"] = int(round(value * steps_per_epoch))
+        else:
+            out[key] = value
+    return out

@@ -13,63 +13,96 @@ from ocjax.training.objectives import Objective, finite
 from ocjax.training.state import TrainState
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
-               tx: optax.GradientTransformation, objective: Objective,
-               schedule: optax.Schedule, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimiser step on `batch`. A step whose loss or gradient is not finite leaves the
-  state unchanged (so the last good state can be saved) and reports `finite = 0`."""
-  step_rng = jax.random.fold_in(rng, state.step)
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    objective: Objective,
+    schedule: optax.Schedule,
+    rng: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimiser step on `batch`. A step whose loss or gradient is not finite leaves the
+    state unchanged (so the last good state can be saved) and reports `finite = 0`."""
+    step_rng = jax.random.fold_in(rng, state.step)
 
-  mutable = list(state.model_state)
+    mutable = list(state.model_state)
 
-  def loss_fn(params):
-    outputs, model_state = model.apply(
-        {"params": params, **state.model_state}, objective.train_inputs(batch), train=True,
-        rngs={"slots": step_rng}, mutable=mutable)
-    loss, terms = objective.loss(outputs, batch)
-    return loss, (terms, model_state)
+    def loss_fn(params):
+        outputs, model_state = model.apply(
+            {"params": params, **state.model_state},
+            objective.train_inputs(batch),
+            train=True,
+            rngs={"slots": step_rng},
+            mutable=mutable,
+        )
+        loss, terms = objective.loss(outputs, batch)
+        return loss, (terms, model_state)
 
-  (loss, (terms, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grad_norm = optax.global_norm(grads)
-  ok = finite({"loss": loss, "grad_norm": grad_norm})
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-  new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
-                         opt_state=keep(opt_state, state.opt_state),
-                         model_state=keep(dict(model_state), state.model_state))
-  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in terms.items()},
-             "grad_norm": grad_norm, "learning_rate": schedule(state.step),
-             "finite": ok.astype(jnp.float32)}
-  return new_state, metrics
+    (loss, (terms, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    ok = finite({"loss": loss, "grad_norm": grad_norm})
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=keep(params, state.params),
+        opt_state=keep(opt_state, state.opt_state),
+        model_state=keep(dict(model_state), state.model_state),
+    )
+    metrics = {
+        "loss": loss,
+        **{f"loss/{k}": v for k, v in terms.items()},
+        "grad_norm": grad_norm,
+        "learning_rate": schedule(state.step),
+        "finite": ok.astype(jnp.float32),
+    }
+    return new_state, metrics
 
 
-def eval_step(variables: Any, batch: dict[str, jax.Array], *, model: nn.Module,
-              objective: Objective, rng: jax.Array, num_true: int) -> dict[str, Any]:
-  """Outputs, masks, features, object attributes and per-image metrics `[b]` with weights.
+def eval_step(
+    variables: Any,
+    batch: dict[str, jax.Array],
+    *,
+    model: nn.Module,
+    objective: Objective,
+    rng: jax.Array,
+    num_true: int,
+) -> dict[str, Any]:
+    """Outputs, masks, features, object attributes and per-image metrics `[b]` with weights.
 
-  For each kind of predicted mask: FG-ARI, ARI, mBO and Hungarian mIoU of the argmax
-  segmentation, plus Otsu-IoU/Dice for the kinds the objective names. Padded rows and
-  images without foreground get weight 0.
-  """
-  outputs = model.apply(variables, batch["image"], train=False, rngs={"slots": rng})
-  true_ids, valid = batch["segmentation"], batch["valid"]
-  has_fg = seg.has_foreground(true_ids) & valid
-  per_image, weights = {}, {}
-  masks = objective.masks(outputs, true_ids.shape[1:])
-  for name, m in masks.items():
-    pred_ids, num_pred = seg.ids_from_masks(m), m.shape[1]
-    scores = {"fg_ari": seg.fg_ari(true_ids, pred_ids, num_true, num_pred),
-              "ari": seg.ari(true_ids, pred_ids, num_true, num_pred),
-              "mbo": seg.mbo(true_ids, pred_ids, num_true, num_pred),
-              "miou": seg.miou(true_ids, pred_ids, num_true, num_pred)}
-    if name in objective.otsu_masks:
-      scores["otsu_iou"] = otsu.otsu_iou(m, true_ids, num_true)
-      scores["otsu_dice"] = otsu.otsu_dice(m, true_ids, num_true)
-    for metric, values in scores.items():
-      per_image[f"{name}/{metric}"] = values
-      weights[f"{name}/{metric}"] = valid if metric == "ari" else has_fg
-  features = objective.features(outputs) if objective.features else None
-  attributes = {k: batch[k] for k in ("size", "color", "material", "shape", "present", "valid")}
-  return {"per_image": per_image, "weights": weights, "outputs": outputs, "masks": masks,
-          "features": features, "attributes": attributes}
+    For each kind of predicted mask: FG-ARI, ARI, mBO and Hungarian mIoU of the argmax
+    segmentation, plus Otsu-IoU/Dice for the kinds the objective names. Padded rows and
+    images without foreground get weight 0.
+    """
+    outputs = model.apply(variables, batch["image"], train=False, rngs={"slots": rng})
+    true_ids, valid = batch["segmentation"], batch["valid"]
+    has_fg = seg.has_foreground(true_ids) & valid
+    per_image, weights = {}, {}
+    masks = objective.masks(outputs, true_ids.shape[1:])
+    for name, m in masks.items():
+        pred_ids, num_pred = seg.ids_from_masks(m), m.shape[1]
+        scores = {
+            "fg_ari": seg.fg_ari(true_ids, pred_ids, num_true, num_pred),
+            "ari": seg.ari(true_ids, pred_ids, num_true, num_pred),
+            "mbo": seg.mbo(true_ids, pred_ids, num_true, num_pred),
+            "miou": seg.miou(true_ids, pred_ids, num_true, num_pred),
+        }
+        if name in objective.otsu_masks:
+            scores["otsu_iou"] = otsu.otsu_iou(m, true_ids, num_true)
+            scores["otsu_dice"] = otsu.otsu_dice(m, true_ids, num_true)
+        for metric, values in scores.items():
+            per_image[f"{name}/{metric}"] = values
+            weights[f"{name}/{metric}"] = valid if metric == "ari" else has_fg
+    features = objective.features(outputs) if objective.features else None
+    attributes = {k: batch[k] for k in ("size", "color", "material", "shape", "present", "valid")}
+    return {
+        "per_image": per_image,
+        "weights": weights,
+        "outputs": outputs,
+        "masks": masks,
+        "features": features,
+        "attributes": attributes,
+    }

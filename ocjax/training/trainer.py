@@ -24,235 +24,324 @@ from ocjax.training.writers import MetricWriter
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN or Inf; the last good state was checkpointed."""
+    """Training produced a NaN or Inf; the last good state was checkpointed."""
 
 
 class Experiment:
-  """Everything built from a config once: mesh, data, model, optimiser and jitted steps."""
+    """Everything built from a config once: mesh, data, model, optimiser and jitted steps."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.mesh = parallel.make_mesh(config.mesh.num_devices)
-    self.batch_size = parallel.per_host_batch_size(
-        config.training.batch_size, self.mesh, "training.batch_size")
-    self.eval_batch_size = parallel.per_host_batch_size(
-        config.evaluation.batch_size, self.mesh, "evaluation.batch_size")
-    self.model = build_model(**config.model)
-    self.objective = build_objective(**config.objective)
-    views = (augment.TwoViewAugment(**config.data.views)
-             if config.data.get("views") is not None else None)
-    self.normalization = normalization = "imagenet" if views else "signed"
-    self.rng = jax.random.key(config.seed)
-    res = config.data.resolution
-    dummy = np.zeros((1, res, res, 3), np.float32)
-    jax.eval_shape(self._init_variables, dummy)  # Shape errors surface before any data is made.
-    self.sources = load_sources(config.data.name, config.data.data_dir, dict(
-        resolution=res, max_objects=config.data.max_objects, **config.data.options))
-    self.steps_per_epoch = len(self.sources["train"]) // config.training.batch_size
-    self.num_steps = optim.total_steps(config.training.get("num_steps"),
-                                       config.training.get("num_epochs"), self.steps_per_epoch)
-    self.schedule = optim.learning_rate_schedule(
-        total_steps=self.num_steps,
-        **optim.in_steps(config.optimizer.schedule, self.steps_per_epoch))
-    self.tx = optim.make_optimizer(
-        config.optimizer.name, self.schedule, weight_decay=config.optimizer.weight_decay,
-        grad_clip_norm=config.optimizer.grad_clip_norm)
-    self.state_shape = jax.eval_shape(self._init, dummy)
-    self.train_data = pipeline.training_batches(
-        self.sources["train"],
-        pipeline.ScenePreprocess(config.data.max_objects, normalization, views),
-        batch_size=self.batch_size, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    self.eval_data = pipeline.evaluation_batches(
-        self.sources[config.evaluation.split],
-        pipeline.ScenePreprocess(config.data.max_objects, normalization),
-        batch_size=self.eval_batch_size, max_examples=config.evaluation.max_examples,
-        process_index=jax.process_index(), process_count=jax.process_count())
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+        self.mesh = parallel.make_mesh(config.mesh.num_devices)
+        self.batch_size = parallel.per_host_batch_size(
+            config.training.batch_size, self.mesh, "training.batch_size"
+        )
+        self.eval_batch_size = parallel.per_host_batch_size(
+            config.evaluation.batch_size, self.mesh, "evaluation.batch_size"
+        )
+        self.model = build_model(**config.model)
+        self.objective = build_objective(**config.objective)
+        views = (
+            augment.TwoViewAugment(**config.data.views)
+            if config.data.get("views") is not None
+            else None
+        )
+        self.normalization = normalization = "imagenet" if views else "signed"
+        self.rng = jax.random.key(config.seed)
+        res = config.data.resolution
+        dummy = np.zeros((1, res, res, 3), np.float32)
+        jax.eval_shape(self._init_variables, dummy)  # Shape errors surface before any data is made.
+        self.sources = load_sources(
+            config.data.name,
+            config.data.data_dir,
+            dict(
+                resolution=res, max_objects=config.data.max_objects, **config.data[config.data.name]
+            ),
+        )
+        self.steps_per_epoch = len(self.sources["train"]) // config.training.batch_size
+        self.num_steps = optim.total_steps(
+            config.training.get("num_steps"),
+            config.training.get("num_epochs"),
+            self.steps_per_epoch,
+        )
+        self.schedule = optim.learning_rate_schedule(
+            total_steps=self.num_steps,
+            **optim.in_steps(config.optimizer.schedule, self.steps_per_epoch),
+        )
+        self.tx = optim.make_optimizer(
+            config.optimizer.name,
+            self.schedule,
+            weight_decay=config.optimizer.weight_decay,
+            grad_clip_norm=config.optimizer.grad_clip_norm,
+        )
+        self.state_shape = jax.eval_shape(self._init, dummy)
+        self.train_data = pipeline.training_batches(
+            self.sources["train"],
+            pipeline.ScenePreprocess(config.data.max_objects, normalization, views),
+            batch_size=self.batch_size,
+            seed=config.seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        self.eval_data = pipeline.evaluation_batches(
+            self.sources[config.evaluation.split],
+            pipeline.ScenePreprocess(config.data.max_objects, normalization),
+            batch_size=self.eval_batch_size,
+            max_examples=config.evaluation.max_examples,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
 
-    replicated = parallel.replicated(self.mesh)
-    batch = parallel.batch_sharding(self.mesh)
-    state_sharding = jax.tree.map(lambda _: replicated, self.state_shape)
-    self.init_state = jax.jit(self._init, out_shardings=state_sharding)
-    self.train_step = jax.jit(
-        functools.partial(train_step, model=self.model, tx=self.tx, objective=self.objective,
-                          schedule=self.schedule, rng=jax.random.fold_in(self.rng, 1)),
-        in_shardings=(state_sharding, batch), out_shardings=(state_sharding, replicated),
-        donate_argnums=0)
-    self.eval_step = jax.jit(
-        functools.partial(eval_step, model=self.model, objective=self.objective,
-                          rng=jax.random.fold_in(self.rng, 2),
-                          num_true=config.data.max_objects + 1),
-        in_shardings=(state_sharding.variables, batch))
+        replicated = parallel.replicated(self.mesh)
+        batch = parallel.batch_sharding(self.mesh)
+        state_sharding = jax.tree.map(lambda _: replicated, self.state_shape)
+        self.init_state = jax.jit(self._init, out_shardings=state_sharding)
+        self.train_step = jax.jit(
+            functools.partial(
+                train_step,
+                model=self.model,
+                tx=self.tx,
+                objective=self.objective,
+                schedule=self.schedule,
+                rng=jax.random.fold_in(self.rng, 1),
+            ),
+            in_shardings=(state_sharding, batch),
+            out_shardings=(state_sharding, replicated),
+            donate_argnums=0,
+        )
+        self.eval_step = jax.jit(
+            functools.partial(
+                eval_step,
+                model=self.model,
+                objective=self.objective,
+                rng=jax.random.fold_in(self.rng, 2),
+                num_true=config.data.max_objects + 1,
+            ),
+            in_shardings=(state_sharding.variables, batch),
+        )
 
-  def _init_variables(self, images: np.ndarray) -> Any:
-    """Initialises the model's Flax variables from a dummy batch `[1, h, w, 3]`."""
-    params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
-    return self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
+    def _init_variables(self, images: np.ndarray) -> Any:
+        """Initialises the model's Flax variables from a dummy batch `[1, h, w, 3]`."""
+        params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
+        return self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
 
-  def _init(self, images: np.ndarray) -> TrainState:
-    """Initialises parameters, model state and optimiser state from a dummy batch."""
-    return create_state(self._init_variables(images), self.tx)
+    def _init(self, images: np.ndarray) -> TrainState:
+        """Initialises parameters, model state and optimiser state from a dummy batch."""
+        return create_state(self._init_variables(images), self.tx)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains (resuming from `workdir` if it holds checkpoints), then evaluates on the test split."""
-  exp = Experiment(config)
-  cfg = config.training
-  is_lead = jax.process_index() == 0
-  writer = MetricWriter(workdir, enabled=is_lead)
-  manager = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints)
-  with exp.mesh:
-    state = checkpoint.restore_latest(manager, exp.init_state(np.zeros(
-        (1, config.data.resolution, config.data.resolution, 3), np.float32)))
-    start = int(jax.device_get(state.step))
-    if start:
-      logging.info("Resuming from step %d in %s", start, workdir)
-    batches = pipeline.iterate(exp.train_data, start)
-    window: list[dict[str, jax.Array]] = []
-    progress = tqdm.tqdm(total=exp.num_steps, initial=start, disable=not is_lead,
-                         dynamic_ncols=True, desc="train")
-    tick, tick_step = time.perf_counter(), start
-    for step in range(start + 1, exp.num_steps + 1):
-      state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
-      window.append(metrics)
-      progress.update(1)
-      if step % cfg.log_every == 0 or step == exp.num_steps:
-        summary = _summarise(window)
-        if summary is None:
-          checkpoint.save(manager, state)
-          manager.wait_until_finished()
-          bad_step, term = _first_nonfinite(window, step - len(window) + 1)
-          raise NonFiniteLossError(
-              f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite state "
-              f"(step {int(jax.device_get(state.step))}) is saved in {workdir}/checkpoints; "
-              "lower optimizer.schedule.learning_rate or set optimizer.grad_clip_norm.")
-        now = time.perf_counter()
-        summary["steps_per_sec"] = (step - tick_step) / (now - tick)
-        tick, tick_step = now, step
-        writer.scalars(step, summary)
-        progress.set_postfix(loss=f"{summary['loss']:.4f}")
-        window = []
-      if step % cfg.checkpoint_every == 0 or step == exp.num_steps:
-        checkpoint.save(manager, state)
-      if step % cfg.image_every == 0:
-        writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
-    progress.close()
-    manager.wait_until_finished()
-    evaluate(exp, state, workdir, writer)
-  writer.close()
-  return state
+    """Trains (resuming from `workdir` if it holds checkpoints), then evaluates on the test split."""
+    exp = Experiment(config)
+    cfg = config.training
+    is_lead = jax.process_index() == 0
+    writer = MetricWriter(workdir, enabled=is_lead)
+    manager = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints)
+    with exp.mesh:
+        state = checkpoint.restore_latest(
+            manager,
+            exp.init_state(
+                np.zeros((1, config.data.resolution, config.data.resolution, 3), np.float32)
+            ),
+        )
+        start = int(jax.device_get(state.step))
+        if start:
+            logging.info("Resuming from step %d in %s", start, workdir)
+        batches = pipeline.iterate(exp.train_data, start)
+        window: list[dict[str, jax.Array]] = []
+        progress = tqdm.tqdm(
+            total=exp.num_steps,
+            initial=start,
+            disable=not is_lead,
+            dynamic_ncols=True,
+            desc="train",
+        )
+        tick, tick_step = time.perf_counter(), start
+        for step in range(start + 1, exp.num_steps + 1):
+            state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
+            window.append(metrics)
+            progress.update(1)
+            if step % cfg.log_every == 0 or step == exp.num_steps:
+                summary = _summarise(window)
+                if summary is None:
+                    checkpoint.save(manager, state)
+                    manager.wait_until_finished()
+                    bad_step, term = _first_nonfinite(window, step - len(window) + 1)
+                    raise NonFiniteLossError(
+                        f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite state "
+                        f"(step {int(jax.device_get(state.step))}) is saved in {workdir}/checkpoints; "
+                        "lower optimizer.schedule.learning_rate or set optimizer.grad_clip_norm."
+                    )
+                now = time.perf_counter()
+                summary["steps_per_sec"] = (step - tick_step) / (now - tick)
+                tick, tick_step = now, step
+                writer.scalars(step, summary)
+                progress.set_postfix(loss=f"{summary['loss']:.4f}")
+                window = []
+            if step % cfg.checkpoint_every == 0 or step == exp.num_steps:
+                checkpoint.save(manager, state)
+            if step % cfg.image_every == 0:
+                writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
+        progress.close()
+        manager.wait_until_finished()
+        evaluate(exp, state, workdir, writer)
+    writer.close()
+    return state
 
 
 def _summarise(window: list[dict[str, jax.Array]]) -> dict[str, float] | None:
-  """Means of a window of step metrics, or None if any step was not finite."""
-  host = jax.device_get(window)
-  if min(m["finite"] for m in host) < 1:
-    return None
-  return {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "finite"}
+    """Means of a window of step metrics, or None if any step was not finite."""
+    host = jax.device_get(window)
+    if min(m["finite"] for m in host) < 1:
+        return None
+    return {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "finite"}
 
 
 def _first_nonfinite(window: list[dict[str, jax.Array]], first_step: int) -> tuple[int, str]:
-  """The first step of a window whose metrics were not finite, and the first bad term."""
-  for offset, metrics in enumerate(jax.device_get(window)):
-    if metrics["finite"] < 1:
-      bad = [k for k, v in metrics.items() if k.startswith("loss") and not np.isfinite(v)]
-      return first_step + offset, (bad[0] if bad else "grad_norm")
-  raise AssertionError("no non-finite step in window")
+    """The first step of a window whose metrics were not finite, and the first bad term."""
+    for offset, metrics in enumerate(jax.device_get(window)):
+        if metrics["finite"] < 1:
+            bad = [k for k, v in metrics.items() if k.startswith("loss") and not np.isfinite(v)]
+            return first_step + offset, (bad[0] if bad else "grad_norm")
+    raise AssertionError("no non-finite step in window")
 
 
 def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.ndarray]:
-  """A panel per kind of predicted mask for the first evaluation images (see `slot_panel`)."""
-  batch = exp.eval_data[0]
-  out = exp.eval_step(state.variables, parallel.to_global(batch, exp.mesh))
-  host = parallel.to_host({"outputs": out["outputs"], "masks": out["masks"]})
-  n = min(limit, batch["image"].shape[0])
-  norm = exp.normalization
-  images = visualize.to_uint8(batch["image"][:n], norm)
-  recon = host["outputs"].get("reconstruction")
-  recon = None if recon is None else visualize.to_uint8(recon[:n], norm)
-  panels = {}
-  for name, masks in host["masks"].items():
-    binary = (np.asarray(otsu.otsu_masks(masks[:n])) if name in exp.objective.otsu_masks
-              else None)
-    panels[f"slots/{name}"] = visualize.slot_panel(
-        images, masks[:n], batch["segmentation"][:n], exp.config.data.max_objects + 1,
-        reconstructions=recon, binary=binary)
-  return panels
-
-
-def evaluate(exp: Experiment, state: TrainState, workdir: str,
-             writer: MetricWriter | None = None) -> dict[str, Any]:
-  """Metrics over the evaluation split -> `workdir/eval.json`, pictures -> `workdir/images/`.
-
-  Segmentation metrics are averaged over the images each one applies to; with a VQA
-  probe configured, object features of every image are collected on the host and the
-  probe is trained and scored on a split of them.
-  """
-  totals: dict[str, float] = {}
-  counts: dict[str, float] = {}
-  collected: dict[str, list[np.ndarray]] = {}
-  num_images = 0
-  for batch in pipeline.iterate(exp.eval_data):
+    """A panel per kind of predicted mask for the first evaluation images (see `slot_panel`)."""
+    batch = exp.eval_data[0]
     out = exp.eval_step(state.variables, parallel.to_global(batch, exp.mesh))
-    host = parallel.to_host({k: out[k] for k in ("per_image", "weights", "features",
-                                                  "attributes")})
-    keep = host["attributes"].pop("valid")
-    num_images += int(keep.sum())
-    for key, values in host["per_image"].items():
-      w = host["weights"][key].astype(np.float64)
-      totals[key] = totals.get(key, 0.0) + float(np.sum(values * w))
-      counts[key] = counts.get(key, 0.0) + float(np.sum(w))
-    if host["features"] is not None:
-      for key, values in dict(host["attributes"], features=host["features"]).items():
-        collected.setdefault(key, []).append(values[keep])
-  step = int(jax.device_get(state.step))
-  results = {"step": step, "split": exp.config.evaluation.split, "num_images": num_images,
-             **{k: totals[k] / counts[k] if counts[k] else None for k in sorted(totals)}}
-  if collected and exp.config.evaluation.get("probe") is not None:
-    results.update(_vqa_probe({k: np.concatenate(v) for k, v in collected.items()},
-                              seed=exp.config.seed, **exp.config.evaluation.probe))
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
-      json.dump(results, f, indent=2)
-    pictures = _pictures(exp, state, limit=exp.config.evaluation.num_images)
-    for name, picture in pictures.items():
-      visualize.save_png(os.path.join(workdir, "images", name.replace("/", "_") + ".png"),
-                         picture)
-    if writer is not None:
-      writer.scalars(step, {f"eval/{k}": v for k, v in results.items()
-                            if isinstance(v, float)})
-      writer.images(step, pictures)
-  return results
+    host = parallel.to_host({"outputs": out["outputs"], "masks": out["masks"]})
+    n = min(limit, batch["image"].shape[0])
+    norm = exp.normalization
+    images = visualize.to_uint8(batch["image"][:n], norm)
+    recon = host["outputs"].get("reconstruction")
+    recon = None if recon is None else visualize.to_uint8(recon[:n], norm)
+    panels = {}
+    for name, masks in host["masks"].items():
+        binary = (
+            np.asarray(otsu.otsu_masks(masks[:n])) if name in exp.objective.otsu_masks else None
+        )
+        panels[f"slots/{name}"] = visualize.slot_panel(
+            images,
+            masks[:n],
+            batch["segmentation"][:n],
+            exp.config.data.max_objects + 1,
+            reconstructions=recon,
+            binary=binary,
+        )
+    return panels
 
 
-def _vqa_probe(data: dict[str, np.ndarray], *, steps: int, learning_rate: float,
-               weight_decay: float, pos_weight: float, train_fraction: float,
-               seed: int) -> dict[str, float]:
-  """Trains the linear VQA probe on the first `train_fraction` of images, AP on the rest."""
-  labels = np.asarray(vqa.question_labels(data["size"], data["color"], data["material"],
-                                          data["shape"], data["present"]))
-  features = data["features"]
-  split = int(round(train_fraction * len(features)))
-  if not 0 < split < len(features):
-    raise ValueError(f"The VQA probe needs images on both sides of the split, got "
-                     f"{len(features)} images and train_fraction {train_fraction}.")
-  params = vqa.train_probe(features[:split], labels[:split], steps=steps,
-                           learning_rate=learning_rate, weight_decay=weight_decay,
-                           pos_weight=pos_weight, seed=seed)
-  scores = np.asarray(vqa.probe_scores(params, features[split:]))
-  return {"vqa/ap": float(vqa.probe_ap(scores, labels[split:], pos_weight=pos_weight)),
-          "vqa/train_images": split, "vqa/test_images": len(features) - split}
+def evaluate(
+    exp: Experiment, state: TrainState, workdir: str, writer: MetricWriter | None = None
+) -> dict[str, Any]:
+    """Metrics over the evaluation split -> `workdir/eval.json`, pictures -> `workdir/images/`.
+
+    Segmentation metrics are averaged over the images each one applies to; with a VQA
+    probe configured, object features of every image are collected on the host and the
+    probe is trained and scored on a split of them.
+    """
+    totals: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    collected: dict[str, list[np.ndarray]] = {}
+    num_images = 0
+    for batch in pipeline.iterate(exp.eval_data):
+        out = exp.eval_step(state.variables, parallel.to_global(batch, exp.mesh))
+        host = parallel.to_host(
+            {k: out[k] for k in ("per_image", "weights", "features", "attributes")}
+        )
+        keep = host["attributes"].pop("valid")
+        num_images += int(keep.sum())
+        for key, values in host["per_image"].items():
+            w = host["weights"][key].astype(np.float64)
+            totals[key] = totals.get(key, 0.0) + float(np.sum(values * w))
+            counts[key] = counts.get(key, 0.0) + float(np.sum(w))
+        if host["features"] is not None:
+            for key, values in dict(host["attributes"], features=host["features"]).items():
+                collected.setdefault(key, []).append(values[keep])
+    step = int(jax.device_get(state.step))
+    results = {
+        "step": step,
+        "split": exp.config.evaluation.split,
+        "num_images": num_images,
+        **{k: totals[k] / counts[k] if counts[k] else None for k in sorted(totals)},
+    }
+    if collected and exp.config.evaluation.get("probe") is not None:
+        results.update(
+            _vqa_probe(
+                {k: np.concatenate(v) for k, v in collected.items()},
+                seed=exp.config.seed,
+                **exp.config.evaluation.probe,
+            )
+        )
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        pictures = _pictures(exp, state, limit=exp.config.evaluation.num_images)
+        for name, picture in pictures.items():
+            visualize.save_png(
+                os.path.join(workdir, "images", name.replace("/", "_") + ".png"), picture
+            )
+        if writer is not None:
+            writer.scalars(
+                step, {f"eval/{k}": v for k, v in results.items() if isinstance(v, float)}
+            )
+            writer.images(step, pictures)
+    return results
+
+
+def _vqa_probe(
+    data: dict[str, np.ndarray],
+    *,
+    steps: int,
+    learning_rate: float,
+    weight_decay: float,
+    pos_weight: float,
+    train_fraction: float,
+    seed: int,
+) -> dict[str, float]:
+    """Trains the linear VQA probe on the first `train_fraction` of images, AP on the rest."""
+    labels = np.asarray(
+        vqa.question_labels(
+            data["size"], data["color"], data["material"], data["shape"], data["present"]
+        )
+    )
+    features = data["features"]
+    split = int(round(train_fraction * len(features)))
+    if not 0 < split < len(features):
+        raise ValueError(
+            f"The VQA probe needs images on both sides of the split, got "
+            f"{len(features)} images and train_fraction {train_fraction}."
+        )
+    params = vqa.train_probe(
+        features[:split],
+        labels[:split],
+        steps=steps,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        pos_weight=pos_weight,
+        seed=seed,
+    )
+    scores = np.asarray(vqa.probe_scores(params, features[split:]))
+    return {
+        "vqa/ap": float(vqa.probe_ap(scores, labels[split:], pos_weight=pos_weight)),
+        "vqa/train_images": split,
+        "vqa/test_images": len(features) - split,
+    }
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Evaluates the latest checkpoint in `workdir` (`--mode eval`)."""
-  exp = Experiment(config)
-  manager = checkpoint.checkpoint_manager(workdir, config.training.keep_checkpoints)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train first "
-                            "(--mode train) or pass the --workdir of a finished run.")
-  with exp.mesh:
-    res = config.data.resolution
-    state = checkpoint.restore_latest(
-        manager, exp.init_state(np.zeros((1, res, res, 3), np.float32)))
-    return evaluate(exp, state, workdir)
+    """Evaluates the latest checkpoint in `workdir` (`--mode eval`)."""
+    exp = Experiment(config)
+    manager = checkpoint.checkpoint_manager(workdir, config.training.keep_checkpoints)
+    if manager.latest_step() is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {workdir}/checkpoints; train first "
+            "(--mode train) or pass the --workdir of a finished run."
+        )
+    with exp.mesh:
+        res = config.data.resolution
+        state = checkpoint.restore_latest(
+            manager, exp.init_state(np.zeros((1, res, res, 3), np.float32))
+        )
+        return evaluate(exp, state, workdir)

@@ -36,12 +36,14 @@ def draw_boxes(seed: int, count: int, height: int, width: int, **kwargs) -> np.n
 # ------------------------------------------------------------------ sample_crop
 
 
-@pytest.mark.parametrize("area_range,aspect_range", [((0.3, 1.0), (3 / 4, 4 / 3)),
-                                                     ((0.1, 0.3), (0.5, 2.0))])
+@pytest.mark.parametrize(
+    "area_range,aspect_range", [((0.3, 1.0), (3 / 4, 4 / 3)), ((0.1, 0.3), (0.5, 2.0))]
+)
 def test_sample_crop_boxes_respect_bounds(area_range, aspect_range):
     height, width = 240, 320
-    top, left, crop_h, crop_w = draw_boxes(0, 2000, height, width, area_range=area_range,
-                                           aspect_range=aspect_range).T
+    top, left, crop_h, crop_w = draw_boxes(
+        0, 2000, height, width, area_range=area_range, aspect_range=aspect_range
+    ).T
     assert np.all((top >= 0) & (left >= 0) & (crop_h >= 1) & (crop_w >= 1))
     assert np.all((top + crop_h <= height) & (left + crop_w <= width))
     # Sides are rounded, so the unrounded box lay within half a pixel of each side.
@@ -56,15 +58,17 @@ def test_sample_crop_area_is_uniform_and_aspect_log_uniform():
     # Every draw fits in this image, so no draw is rejected and the laws are exact
     # up to the side rounding.
     height = width = 200
-    _, _, crop_h, crop_w = draw_boxes(1, 4000, height, width, area_range=(0.1, 0.5),
-                                      aspect_range=(0.5, 2.0)).T
+    _, _, crop_h, crop_w = draw_boxes(
+        1, 4000, height, width, area_range=(0.1, 0.5), aspect_range=(0.5, 2.0)
+    ).T
     areas = crop_h * crop_w / (height * width)
     assert scipy.stats.kstest(areas, scipy.stats.uniform(0.1, 0.4).cdf).pvalue > 1e-3
     log_aspects = np.log(crop_w / crop_h)
     uniform_log = scipy.stats.uniform(np.log(0.5), np.log(4.0)).cdf
     assert scipy.stats.kstest(log_aspects, uniform_log).pvalue > 1e-3
-    positions = draw_boxes(2, 4000, height, width, area_range=(0.25, 0.25),
-                           aspect_range=(1.0, 1.0))[:, :2]
+    positions = draw_boxes(
+        2, 4000, height, width, area_range=(0.25, 0.25), aspect_range=(1.0, 1.0)
+    )[:, :2]
     assert np.all(positions <= 100) and np.abs(positions.mean(axis=0) - 50).max() < 2
 
 
@@ -81,9 +85,17 @@ def test_sample_crop_falls_back_to_a_centre_crop_with_clamped_aspect():
     assert box == (43, 0, 13, 10)
 
 
-@pytest.mark.parametrize("kwargs", [{"area_range": (0.0, 0.5)}, {"area_range": (0.6, 0.5)},
-                                    {"area_range": (0.5, 1.5)}, {"aspect_range": (0.0, 1.0)},
-                                    {"aspect_range": (2.0, 1.0)}, {"max_tries": 0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"area_range": (0.0, 0.5)},
+        {"area_range": (0.6, 0.5)},
+        {"area_range": (0.5, 1.5)},
+        {"aspect_range": (0.0, 1.0)},
+        {"aspect_range": (2.0, 1.0)},
+        {"max_tries": 0},
+    ],
+)
 def test_sample_crop_rejects_bad_ranges(kwargs):
     with pytest.raises(ValueError):
         augment.sample_crop(np.random.default_rng(0), 10, 10, **kwargs)
@@ -92,14 +104,22 @@ def test_sample_crop_rejects_bad_ranges(kwargs):
 # ----------------------------------------------------------------------- resize
 
 
-@pytest.mark.parametrize("shape,size", [((24, 32, 3), (16, 16)), ((24, 32, 3), (50, 71)),
-                                        ((240, 320, 3), 128), ((7, 5), (3, 11)),
-                                        ((1, 9, 2), (4, 4))])
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((24, 32, 3), (16, 16)),
+        ((24, 32, 3), (50, 71)),
+        ((240, 320, 3), 128),
+        ((7, 5), (3, 11)),
+        ((1, 9, 2), (4, 4)),
+    ],
+)
 def test_bilinear_resize_matches_skimage(shape, size):
     image = np.random.default_rng(0).random(shape).astype(np.float32)
     out_size = (size, size) if isinstance(size, int) else size
-    expected = skimage.transform.resize(image, out_size + shape[2:], order=1, mode="edge",
-                                        anti_aliasing=False)
+    expected = skimage.transform.resize(
+        image, out_size + shape[2:], order=1, mode="edge", anti_aliasing=False
+    )
     result = augment.resize(image, size)
     assert result.dtype == np.float32 and result.shape == out_size + shape[2:]
     np.testing.assert_allclose(result, expected, atol=1e-5)
@@ -107,13 +127,20 @@ def test_bilinear_resize_matches_skimage(shape, size):
 
 def test_bilinear_resize_of_uint8_keeps_the_value_scale():
     image = uint8_image(0, 30, 40)
-    expected = skimage.transform.resize(image.astype(np.float64), (16, 20), order=1,
-                                        mode="edge", anti_aliasing=False, preserve_range=True)
+    expected = skimage.transform.resize(
+        image.astype(np.float64),
+        (16, 20),
+        order=1,
+        mode="edge",
+        anti_aliasing=False,
+        preserve_range=True,
+    )
     np.testing.assert_allclose(augment.resize(image, (16, 20)), expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("shape,size", [((240, 320), (128, 128)), ((37, 53), (128, 90)),
-                                        ((100, 7), (13, 200))])
+@pytest.mark.parametrize(
+    "shape,size", [((240, 320), (128, 128)), ((37, 53), (128, 90)), ((100, 7), (13, 200))]
+)
 def test_nearest_resize_matches_pil_and_keeps_labels(shape, size):
     labels = np.random.default_rng(0).choice([0, 3, 7, 11], size=shape).astype(np.int32)
     result = augment.resize(labels, size, method="nearest")
@@ -136,8 +163,9 @@ def test_resize_rejects_bad_arguments():
 
 def test_crop_and_resize_resizes_the_box_and_checks_it():
     image = random_image(0)
-    np.testing.assert_array_equal(augment.crop_and_resize(image, (2, 3, 10, 20), 8),
-                                  augment.resize(image[2:12, 3:23], 8))
+    np.testing.assert_array_equal(
+        augment.crop_and_resize(image, (2, 3, 10, 20), 8), augment.resize(image[2:12, 3:23], 8)
+    )
     with pytest.raises(ValueError, match="inside"):
         augment.crop_and_resize(image, (20, 0, 10, 10), 8)
 
@@ -189,8 +217,9 @@ def test_adjust_brightness_scales_and_clips(factor):
 def test_color_jitter_brightness_only_scales_by_a_factor_in_range():
     image = 0.1 + 0.7 * random_image(5)
     for seed in range(20):
-        result = augment.color_jitter(np.random.default_rng(seed), image, brightness=0.2,
-                                      saturation=(1.0, 1.0), hue=0.0)
+        result = augment.color_jitter(
+            np.random.default_rng(seed), image, brightness=0.2, saturation=(1.0, 1.0), hue=0.0
+        )
         ratios = result / image
         assert np.ptp(ratios) < 1e-5 and 0.8 <= ratios.mean() <= 1.2
 
@@ -200,8 +229,9 @@ def test_color_jitter_saturation_only_keeps_luma_and_factor_in_range():
     luma = image @ np.array([0.299, 0.587, 0.114])
     factors = []
     for seed in range(20):
-        result = augment.color_jitter(np.random.default_rng(seed), image, brightness=0.0,
-                                      saturation=(0.5, 0.9), hue=0.0)
+        result = augment.color_jitter(
+            np.random.default_rng(seed), image, brightness=0.0, saturation=(0.5, 0.9), hue=0.0
+        )
         np.testing.assert_allclose(result @ np.array([0.299, 0.587, 0.114]), luma, atol=1e-5)
         # result - grey = factor * (image - grey); recover the factor by least squares.
         centred, out_centred = image - luma[..., None], result - luma[..., None]
@@ -214,8 +244,9 @@ def test_color_jitter_hue_only_keeps_saturation_and_value():
     hsv = skimage.color.rgb2hsv(image)
     shifts = []
     for seed in range(20):
-        result = augment.color_jitter(np.random.default_rng(seed), image, brightness=0.0,
-                                      saturation=(1.0, 1.0), hue=0.05)
+        result = augment.color_jitter(
+            np.random.default_rng(seed), image, brightness=0.0, saturation=(1.0, 1.0), hue=0.05
+        )
         result_hsv = skimage.color.rgb2hsv(result)
         np.testing.assert_allclose(result_hsv[..., 1:], hsv[..., 1:], atol=1e-5)
         coloured = hsv[..., 1] > 0.2
@@ -231,7 +262,8 @@ def test_color_jitter_is_deterministic_and_identity_when_disabled():
     np.testing.assert_array_equal(first, augment.color_jitter(np.random.default_rng(0), image))
     assert not np.array_equal(first, augment.color_jitter(np.random.default_rng(1), image))
     np.testing.assert_array_equal(
-        augment.color_jitter(np.random.default_rng(0), image, **NO_JITTER), image)
+        augment.color_jitter(np.random.default_rng(0), image, **NO_JITTER), image
+    )
 
 
 def test_normalize_matches_formula():
@@ -240,8 +272,9 @@ def test_normalize_matches_formula():
     result = augment.normalize(image)
     assert result.dtype == np.float32
     np.testing.assert_allclose(result, (image - mean) / std, atol=1e-5)
-    np.testing.assert_allclose(augment.normalize(image, (0.5,) * 3, (2.0,) * 3),
-                               (image - 0.5) / 2, atol=1e-6)
+    np.testing.assert_allclose(
+        augment.normalize(image, (0.5,) * 3, (2.0,) * 3), (image - 0.5) / 2, atol=1e-6
+    )
     with pytest.raises(ValueError, match="per channel"):
         augment.normalize(image[..., :2])
 
@@ -267,8 +300,11 @@ def test_two_views_have_the_documented_shapes_and_dtypes():
     assert out["segmentation"].shape == (64, 64) and out["segmentation"].dtype == np.int32
     assert set(np.unique(out["segmentation"])) <= set(np.unique(ex["segmentation"]))
     assert out["index"] == 5 and ex["image"].dtype == np.uint8  # input left untouched
-    expected_image = augment.normalize(skimage.transform.resize(
-        ex["image"] / 255.0, (64, 64), order=1, mode="edge", anti_aliasing=False))
+    expected_image = augment.normalize(
+        skimage.transform.resize(
+            ex["image"] / 255.0, (64, 64), order=1, mode="edge", anti_aliasing=False
+        )
+    )
     np.testing.assert_allclose(out["image"], expected_image, atol=1e-4)
 
 
@@ -285,8 +321,9 @@ def test_two_views_are_deterministic_given_the_rng_and_differ_otherwise():
 
 def test_flip_mirrors_the_full_image_view():
     # Area 1 at the image's own aspect ratio crops the whole image; no colour change.
-    augment_fn = TwoViewAugment(size=32, area_range=(1.0, 1.0), aspect_range=(4 / 3, 4 / 3),
-                                **NO_JITTER)
+    augment_fn = TwoViewAugment(
+        size=32, area_range=(1.0, 1.0), aspect_range=(4 / 3, 4 / 3), **NO_JITTER
+    )
     seen = set()
     for seed in range(8):
         out = augment_fn(example(seed), np.random.default_rng(seed))
@@ -298,8 +335,7 @@ def test_flip_mirrors_the_full_image_view():
             seen.add(flipped)
     assert seen == {True, False}
     no_flip = TwoViewAugment(flip=False)
-    assert not any(no_flip(example(), np.random.default_rng(s))["view_a_flipped"]
-                   for s in range(8))
+    assert not any(no_flip(example(), np.random.default_rng(s))["view_a_flipped"] for s in range(8))
 
 
 def test_view_pixels_come_from_the_reported_box():
@@ -330,12 +366,22 @@ def test_two_view_augment_runs_in_a_grain_random_map():
     assert not np.array_equal(augmented[0]["view_a_box"], first["view_a_box"])
 
 
-@pytest.mark.parametrize("field,value", [
-    ("size", 0), ("area_range", (0.0, 0.5)), ("area_range", (0.6, 0.5)),
-    ("area_range", (0.5, 1.2)), ("aspect_range", (0.0, 1.0)), ("aspect_range", (2.0, 1.0)),
-    ("brightness", -0.1), ("saturation", (-0.1, 1.0)), ("saturation", (1.0, 0.9)),
-    ("hue", -0.01), ("hue", 0.51),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("size", 0),
+        ("area_range", (0.0, 0.5)),
+        ("area_range", (0.6, 0.5)),
+        ("area_range", (0.5, 1.2)),
+        ("aspect_range", (0.0, 1.0)),
+        ("aspect_range", (2.0, 1.0)),
+        ("brightness", -0.1),
+        ("saturation", (-0.1, 1.0)),
+        ("saturation", (1.0, 0.9)),
+        ("hue", -0.01),
+        ("hue", 0.51),
+    ],
+)
 def test_two_view_augment_rejects_each_bad_field(field, value):
     with pytest.raises(ValueError, match=field):
         TwoViewAugment(**{field: value})

@@ -10,128 +10,140 @@ from ocjax.data import DatasetError, augment, load_sources, pipeline
 from ocjax.data.builders.clevr_like import scene_seed
 from ocjax.data.generators import clevr_like
 
-OPTIONS = dict(resolution=32, max_objects=4, min_objects=2, num_train=48, num_validation=8,
-               num_test=12, seed=0)
+OPTIONS = dict(
+    resolution=32, max_objects=4, min_objects=2, num_train=48, num_validation=8, num_test=12, seed=0
+)
 
 
 @pytest.fixture(scope="module")
 def sources(data_dir):
-  return load_sources("clevr_like", data_dir, {k: v for k, v in OPTIONS.items()})
+    return load_sources("clevr_like", data_dir, {k: v for k, v in OPTIONS.items()})
 
 
 def test_builder_stores_exactly_what_the_generator_renders(sources):
-  assert {k: len(v) for k, v in sources.items()} == {"train": 48, "validation": 8, "test": 12}
-  for split, source in sources.items():
-    for position in (0, len(source) - 1):
-      example = source[position]
-      scene = clevr_like.render_scene(scene_seed(0, split, int(example["index"])), 32, 2, 4)
-      np.testing.assert_array_equal(example["image"], scene["image"])
-      np.testing.assert_array_equal(example["segmentation"][..., 0], scene["segmentation"])
-      for key in ("shape", "color", "material", "size", "visible", "num_pixels"):
-        np.testing.assert_array_equal(example["objects"][key], scene[key])
-      np.testing.assert_allclose(example["objects"]["position"], scene["position"])
+    assert {k: len(v) for k, v in sources.items()} == {"train": 48, "validation": 8, "test": 12}
+    for split, source in sources.items():
+        for position in (0, len(source) - 1):
+            example = source[position]
+            scene = clevr_like.render_scene(scene_seed(0, split, int(example["index"])), 32, 2, 4)
+            np.testing.assert_array_equal(example["image"], scene["image"])
+            np.testing.assert_array_equal(example["segmentation"][..., 0], scene["segmentation"])
+            for key in ("shape", "color", "material", "size", "visible", "num_pixels"):
+                np.testing.assert_array_equal(example["objects"][key], scene[key])
+            np.testing.assert_allclose(example["objects"]["position"], scene["position"])
 
 
 def test_splits_hold_distinct_scenes(sources):
-  images = [sources[s][i]["image"].tobytes() for s in sources for i in range(len(sources[s]))]
-  assert len(set(images)) == len(images)
+    images = [sources[s][i]["image"].tobytes() for s in sources for i in range(len(sources[s]))]
+    assert len(set(images)) == len(images)
 
 
 def test_preprocess_pads_objects(sources):
-  example = sources["train"][0]
-  out = pipeline.ScenePreprocess(max_objects=6)(example)
-  n = len(example["objects"]["shape"])
-  assert out["image"].dtype == np.float32 and out["image"].shape == (32, 32, 3)
-  np.testing.assert_allclose(out["image"], example["image"] / 127.5 - 1.0, atol=1e-6)
-  assert out["segmentation"].dtype == np.int32 and out["segmentation"].max() <= n
-  assert out["present"].tolist() == [True] * n + [False] * (6 - n)
-  assert (out["shape"][n:] == -1).all() and (out["shape"][:n] == example["objects"]["shape"]).all()
-  with pytest.raises(ValueError, match="max_objects"):
-    pipeline.ScenePreprocess(max_objects=n - 1)(example)
+    example = sources["train"][0]
+    out = pipeline.ScenePreprocess(max_objects=6)(example)
+    n = len(example["objects"]["shape"])
+    assert out["image"].dtype == np.float32 and out["image"].shape == (32, 32, 3)
+    np.testing.assert_allclose(out["image"], example["image"] / 127.5 - 1.0, atol=1e-6)
+    assert out["segmentation"].dtype == np.int32 and out["segmentation"].max() <= n
+    assert out["present"].tolist() == [True] * n + [False] * (6 - n)
+    assert (out["shape"][n:] == -1).all() and (
+        out["shape"][:n] == example["objects"]["shape"]
+    ).all()
+    with pytest.raises(ValueError, match="max_objects"):
+        pipeline.ScenePreprocess(max_objects=n - 1)(example)
 
 
 def _batches(sources, **kwargs):
-  preprocess = pipeline.ScenePreprocess(max_objects=4)
-  return pipeline.training_batches(sources["train"], preprocess, **kwargs)
+    preprocess = pipeline.ScenePreprocess(max_objects=4)
+    return pipeline.training_batches(sources["train"], preprocess, **kwargs)
 
 
 def test_training_batches_are_a_function_of_seed_and_step(sources):
-  a, b, c = (_batches(sources, batch_size=8, seed=s) for s in (1, 1, 2))
-  np.testing.assert_array_equal(a[7]["image"], b[7]["image"])
-  assert not np.array_equal(a[0]["image"], c[0]["image"])
-  from_iterator = list(zip(range(3), pipeline.iterate(a, start=4)))
-  for offset, batch in from_iterator:
-    np.testing.assert_array_equal(batch["image"], a[4 + offset]["image"])
-  # Each epoch (48 scenes = 6 batches) visits every scene once, in a new order.
-  epoch = lambda e: np.concatenate([a[6 * e + i]["image"] for i in range(6)])
-  first, second = epoch(0), epoch(1)
-  key = lambda x: sorted(im.tobytes() for im in x)
-  assert key(first) == key(second) and not np.array_equal(first, second)
+    a, b, c = (_batches(sources, batch_size=8, seed=s) for s in (1, 1, 2))
+    np.testing.assert_array_equal(a[7]["image"], b[7]["image"])
+    assert not np.array_equal(a[0]["image"], c[0]["image"])
+    from_iterator = list(zip(range(3), pipeline.iterate(a, start=4)))
+    for offset, batch in from_iterator:
+        np.testing.assert_array_equal(batch["image"], a[4 + offset]["image"])
+    # Each epoch (48 scenes = 6 batches) visits every scene once, in a new order.
+    epoch = lambda e: np.concatenate([a[6 * e + i]["image"] for i in range(6)])
+    first, second = epoch(0), epoch(1)
+    key = lambda x: sorted(im.tobytes() for im in x)
+    assert key(first) == key(second) and not np.array_equal(first, second)
 
 
 def test_hosts_partition_the_global_batch(sources):
-  whole = _batches(sources, batch_size=8, seed=3)
-  parts = [_batches(sources, batch_size=4, seed=3, process_index=i, process_count=2)
-           for i in range(2)]
-  for step in (0, 5):
-    joined = np.concatenate([p[step]["image"] for p in parts])
-    assert sorted(x.tobytes() for x in joined) == sorted(x.tobytes() for x in whole[step]["image"])
+    whole = _batches(sources, batch_size=8, seed=3)
+    parts = [
+        _batches(sources, batch_size=4, seed=3, process_index=i, process_count=2) for i in range(2)
+    ]
+    for step in (0, 5):
+        joined = np.concatenate([p[step]["image"] for p in parts])
+        assert sorted(x.tobytes() for x in joined) == sorted(
+            x.tobytes() for x in whole[step]["image"]
+        )
 
 
 def test_evaluation_batches_cover_each_example_once(sources):
-  preprocess = pipeline.ScenePreprocess(max_objects=4)
-  ds = pipeline.evaluation_batches(sources["test"], preprocess, batch_size=5)
-  batches = [ds[i] for i in range(len(ds))]
-  assert len(batches) == 3 and all(b["image"].shape[0] == 5 for b in batches)
-  valid = np.concatenate([b["valid"] for b in batches])
-  assert valid.tolist() == [True] * 12 + [False] * 3
-  images = np.concatenate([b["image"] for b in batches])[:12]
-  expected = np.stack([preprocess(sources["test"][i])["image"] for i in range(12)])
-  np.testing.assert_array_equal(images, expected)
-  hosts = [pipeline.evaluation_batches(sources["test"], preprocess, batch_size=3,
-                                       process_index=i, process_count=2) for i in range(2)]
-  assert len(hosts[0]) == len(hosts[1]) == 2
-  assert sum(int(h[i]["valid"].sum()) for h in hosts for i in range(2)) == 12
+    preprocess = pipeline.ScenePreprocess(max_objects=4)
+    ds = pipeline.evaluation_batches(sources["test"], preprocess, batch_size=5)
+    batches = [ds[i] for i in range(len(ds))]
+    assert len(batches) == 3 and all(b["image"].shape[0] == 5 for b in batches)
+    valid = np.concatenate([b["valid"] for b in batches])
+    assert valid.tolist() == [True] * 12 + [False] * 3
+    images = np.concatenate([b["image"] for b in batches])[:12]
+    expected = np.stack([preprocess(sources["test"][i])["image"] for i in range(12)])
+    np.testing.assert_array_equal(images, expected)
+    hosts = [
+        pipeline.evaluation_batches(
+            sources["test"], preprocess, batch_size=3, process_index=i, process_count=2
+        )
+        for i in range(2)
+    ]
+    assert len(hosts[0]) == len(hosts[1]) == 2
+    assert sum(int(h[i]["valid"].sum()) for h in hosts for i in range(2)) == 12
 
 
 def test_corrupt_cache_is_reported_with_its_path(data_dir, tmp_path):
-  options = dict(OPTIONS, num_train=10, num_validation=2, num_test=2, seed=7)
-  load_sources("clevr_like", str(tmp_path), options)
-  for path in glob.glob(str(tmp_path / "clevr_like" / "*" / "*" / "*train.array_record*")):
-    with open(path, "r+b") as f:
-      f.truncate(os.path.getsize(path) // 3)
-  with pytest.raises(DatasetError, match="Delete that directory") as error:
+    options = dict(OPTIONS, num_train=10, num_validation=2, num_test=2, seed=7)
     load_sources("clevr_like", str(tmp_path), options)
-  assert str(tmp_path / "clevr_like") in str(error.value)
+    for path in glob.glob(str(tmp_path / "clevr_like" / "*" / "*" / "*train.array_record*")):
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 3)
+    with pytest.raises(DatasetError, match="Delete that directory") as error:
+        load_sources("clevr_like", str(tmp_path), options)
+    assert str(tmp_path / "clevr_like") in str(error.value)
 
 
 def test_bad_data_dir_and_name(tmp_path):
-  not_a_dir = tmp_path / "file"
-  not_a_dir.write_text("x")
-  with pytest.raises(DatasetError, match="not a readable and writable directory"):
-    load_sources("clevr_like", str(not_a_dir), OPTIONS)
-  with pytest.raises(DatasetError, match="data.name"):
-    load_sources("clevr", str(tmp_path), OPTIONS)
-  with pytest.raises(ValueError, match="min_objects"):
-    load_sources("clevr_like", str(tmp_path), dict(OPTIONS, min_objects=5))
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(DatasetError, match="not a readable and writable directory"):
+        load_sources("clevr_like", str(not_a_dir), OPTIONS)
+    with pytest.raises(DatasetError, match="data.name"):
+        load_sources("clevr", str(tmp_path), OPTIONS)
+    with pytest.raises(ValueError, match="min_objects"):
+        load_sources("clevr_like", str(tmp_path), dict(OPTIONS, min_objects=5))
 
 
 def test_two_view_batches_are_deterministic_and_differ_across_epochs(sources):
-  views = augment.TwoViewAugment(size=32, area_range=(0.3, 0.9))
-  preprocess = pipeline.ScenePreprocess(max_objects=4, normalization="imagenet", views=views)
-  a = pipeline.training_batches(sources["train"], preprocess, batch_size=8, seed=5)
-  b = pipeline.training_batches(sources["train"], preprocess, batch_size=8, seed=5)
-  batch = a[2]
-  assert batch["view_a"].shape == batch["view_b"].shape == (8, 32, 32, 3)
-  assert batch["image"].shape == (8, 32, 32, 3) and batch["segmentation"].shape == (8, 32, 32)
-  np.testing.assert_array_equal(batch["view_a"], b[2]["view_a"])
-  assert not np.array_equal(batch["view_a"], batch["view_b"])
-  # The unaugmented image is the ImageNet-normalised scene.
-  mean, std = np.array(augment.IMAGENET_MEAN), np.array(augment.IMAGENET_STD)
-  restored = np.round((batch["image"] * std + mean) * 255)
-  assert restored.min() >= 0 and restored.max() <= 255
-  # Epoch 2 revisits the scenes (6 batches per epoch) with fresh augmentations.
-  first = {a[i]["image"][j].tobytes(): a[i]["view_a"][j] for i in range(6) for j in range(8)}
-  second = {a[6 + i]["image"][j].tobytes(): a[6 + i]["view_a"][j] for i in range(6) for j in range(8)}
-  assert first.keys() == second.keys()
-  assert sum(not np.array_equal(first[k], second[k]) for k in first) > 40
+    views = augment.TwoViewAugment(size=32, area_range=(0.3, 0.9))
+    preprocess = pipeline.ScenePreprocess(max_objects=4, normalization="imagenet", views=views)
+    a = pipeline.training_batches(sources["train"], preprocess, batch_size=8, seed=5)
+    b = pipeline.training_batches(sources["train"], preprocess, batch_size=8, seed=5)
+    batch = a[2]
+    assert batch["view_a"].shape == batch["view_b"].shape == (8, 32, 32, 3)
+    assert batch["image"].shape == (8, 32, 32, 3) and batch["segmentation"].shape == (8, 32, 32)
+    np.testing.assert_array_equal(batch["view_a"], b[2]["view_a"])
+    assert not np.array_equal(batch["view_a"], batch["view_b"])
+    # The unaugmented image is the ImageNet-normalised scene.
+    mean, std = np.array(augment.IMAGENET_MEAN), np.array(augment.IMAGENET_STD)
+    restored = np.round((batch["image"] * std + mean) * 255)
+    assert restored.min() >= 0 and restored.max() <= 255
+    # Epoch 2 revisits the scenes (6 batches per epoch) with fresh augmentations.
+    first = {a[i]["image"][j].tobytes(): a[i]["view_a"][j] for i in range(6) for j in range(8)}
+    second = {
+        a[6 + i]["image"][j].tobytes(): a[6 + i]["view_a"][j] for i in range(6) for j in range(8)
+    }
+    assert first.keys() == second.keys()
+    assert sum(not np.array_equal(first[k], second[k]) for k in first) > 40

@@ -33,8 +33,9 @@ def multi_head_attention(queries, inputs, p, num_heads):
     hd = dim // num_heads
     out = np.zeros((b, nq, dim))
     attention = np.zeros((b, num_heads, nq, inputs.shape[1]))
-    q, k, v = (dense(x, p[name]) for x, name in
-               [(queries, "query"), (inputs, "key"), (inputs, "value")])
+    q, k, v = (
+        dense(x, p[name]) for x, name in [(queries, "query"), (inputs, "key"), (inputs, "value")]
+    )
     for h in range(num_heads):
         sl = slice(h * hd, (h + 1) * hd)
         logits = q[..., sl] @ k[..., sl].transpose(0, 2, 1) / np.sqrt(hd)
@@ -50,8 +51,11 @@ def reference_cross_attention(queries, inputs, params, num_layers, num_heads):
     for i in range(num_layers):
         p = params[f"layer_{i}"]
         update, attention = multi_head_attention(
-            layer_norm(queries, p["norm_queries"]), layer_norm(inputs, p["norm_inputs"]),
-            p["attention"], num_heads)
+            layer_norm(queries, p["norm_queries"]),
+            layer_norm(inputs, p["norm_inputs"]),
+            p["attention"],
+            num_heads,
+        )
         queries = queries + update
         queries = queries + mlp(layer_norm(queries, p["norm_mlp"]), p["mlp"])
         maps.append(attention)
@@ -82,8 +86,13 @@ def test_matches_float64_numpy(num_layers):
     with jax.default_matmul_precision("highest"):
         params = random_params(module, queries, inputs, seed=num_layers)
         out, attention = jax.jit(module.apply)({"params": params}, queries, inputs)
-    ref, maps = reference_cross_attention(queries.astype(np.float64), inputs.astype(np.float64),
-                                          to_float64(params), num_layers, num_heads=4)
+    ref, maps = reference_cross_attention(
+        queries.astype(np.float64),
+        inputs.astype(np.float64),
+        to_float64(params),
+        num_layers,
+        num_heads=4,
+    )
     assert out.shape == (2, 5, 16) and attention.shape == (2, 5, 12)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(attention, maps[0].mean(axis=1), rtol=1e-4, atol=1e-6)
@@ -129,5 +138,6 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="not divisible by num_heads=4"):
         jax.eval_shape(CrossAttention(num_heads=4).init, jax.random.key(0), queries, inputs)
     with pytest.raises(ValueError, match="num_layers >= 1"):
-        jax.eval_shape(CrossAttention(num_layers=0, num_heads=2).init, jax.random.key(0),
-                       queries, inputs)
+        jax.eval_shape(
+            CrossAttention(num_layers=0, num_heads=2).init, jax.random.key(0), queries, inputs
+        )

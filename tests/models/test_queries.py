@@ -5,9 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ocjax.models.queries import (QUERY_INITS, GaussianQueries, KMeansQueries, LearnedQueries,
-                                  MixtureQueries, kmeans, kmeans_plus_plus_init,
-                                  random_subset_init)
+from ocjax.models.queries import (
+    QUERY_INITS,
+    GaussianQueries,
+    KMeansQueries,
+    LearnedQueries,
+    MixtureQueries,
+    kmeans,
+    kmeans_plus_plus_init,
+    random_subset_init,
+)
 
 
 def reference_lloyd(tokens, centroids, num_iterations):
@@ -47,11 +54,14 @@ RNGS = {"params": jax.random.key(0), "slots": jax.random.key(1)}
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_shapes_and_dtypes(dtype):
     tokens = jnp.zeros((2, 16, 8))
-    modules = [LearnedQueries(5, 8, dtype=dtype), GaussianQueries(5, 8, dtype=dtype),
-               MixtureQueries(3, 5, 8, dtype=dtype), KMeansQueries(5, dtype=dtype)]
+    modules = [
+        LearnedQueries(5, 8, dtype=dtype),
+        GaussianQueries(5, 8, dtype=dtype),
+        MixtureQueries(3, 5, 8, dtype=dtype),
+        KMeansQueries(5, dtype=dtype),
+    ]
     for module in modules:
-        out, variables = jax.eval_shape(
-            lambda m=module: m.init_with_output(RNGS, 2, tokens))
+        out, variables = jax.eval_shape(lambda m=module: m.init_with_output(RNGS, 2, tokens))
         assert out.shape == (2, 5, 8) and out.dtype == dtype, type(module).__name__
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
     assert set(QUERY_INITS) == {"learned", "gaussian", "mixture", "kmeans"}
@@ -74,7 +84,8 @@ def test_gaussian_sample_statistics():
     assert variables["params"]["mu"].shape == (3,)
     params = {"mu": jnp.array([1.0, -2.0, 0.5]), "log_sigma": jnp.log(jnp.array([0.5, 2.0, 1.0]))}
     out = jax.jit(module.apply, static_argnums=1)(
-        {"params": params}, 4000, rngs={"slots": jax.random.key(2)})
+        {"params": params}, 4000, rngs={"slots": jax.random.key(2)}
+    )
     flat = np.asarray(out).reshape(-1, 3)
     np.testing.assert_allclose(flat.mean(0), [1.0, -2.0, 0.5], atol=0.05)
     np.testing.assert_allclose(flat.std(0), [0.5, 2.0, 1.0], rtol=0.03)
@@ -86,10 +97,15 @@ def test_mixture_samples_one_component_per_query_uniformly():
     variables = jax.eval_shape(lambda: module.init(RNGS, 1))
     assert variables["params"]["mu"].shape == (2, 3)
     sigma = 1e-3
-    params = {"mu": jnp.array([[10.0, 10.0, 10.0], [-10.0, -10.0, -10.0]]),
-              "log_sigma": jnp.full((2, 3), np.log(sigma))}
-    out = np.asarray(jax.jit(module.apply, static_argnums=1)(
-        {"params": params}, 500, rngs={"slots": jax.random.key(3)}))
+    params = {
+        "mu": jnp.array([[10.0, 10.0, 10.0], [-10.0, -10.0, -10.0]]),
+        "log_sigma": jnp.full((2, 3), np.log(sigma)),
+    }
+    out = np.asarray(
+        jax.jit(module.apply, static_argnums=1)(
+            {"params": params}, 500, rngs={"slots": jax.random.key(3)}
+        )
+    )
     first = out[..., 0] > 0
     nearest = np.where(first[..., None], 10.0, -10.0)
     assert np.abs(out - nearest).max() < 10 * sigma
@@ -138,11 +154,21 @@ def test_kmeans_queries_find_cluster_centres(seeding):
 def test_kmeans_queries_count_is_free_and_gradient_stops():
     tokens, _ = clustered_tokens(2, batch=1)
     for k in (3, 7):
-        out = jax.eval_shape(lambda m=KMeansQueries(num_queries=k): m.apply(
-            {}, 1, tokens, rngs={"slots": jax.random.key(0)}))
+        out = jax.eval_shape(
+            lambda m=KMeansQueries(num_queries=k): m.apply(
+                {}, 1, tokens, rngs={"slots": jax.random.key(0)}
+            )
+        )
         assert out.shape == (1, k, 8)
-    grad = jax.jit(jax.grad(lambda t: KMeansQueries(num_queries=3, num_iterations=2).apply(
-        {}, 1, t, rngs={"slots": jax.random.key(0)}).sum()))(tokens)
+    grad = jax.jit(
+        jax.grad(
+            lambda t: (
+                KMeansQueries(num_queries=3, num_iterations=2)
+                .apply({}, 1, t, rngs={"slots": jax.random.key(0)})
+                .sum()
+            )
+        )
+    )(tokens)
     assert grad.shape == tokens.shape
     np.testing.assert_array_equal(grad, 0.0)
 

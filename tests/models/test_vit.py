@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from ocjax.models.vit import TransformerBlock, ViT
-from tests.models.test_cross_attention import (layer_norm, mlp, multi_head_attention,
-                                               random_params, to_float64)
+from tests.models.test_cross_attention import (
+    layer_norm,
+    mlp,
+    multi_head_attention,
+    random_params,
+    to_float64,
+)
 
 SMALL = dict(patch_size=4, dim=16, depth=2, num_heads=4, mlp_dim=24)
 
@@ -19,8 +24,10 @@ def reference_vit(images, p, patch_size, depth, num_heads, cls_token, pos_every_
     gh, gw = h // patch_size, w // patch_size
     patches = images.reshape(b, gh, patch_size, gw, patch_size, c).transpose(0, 1, 3, 2, 4, 5)
     kernel = p["patch_embedding"]["kernel"]
-    x = (patches.reshape(b, gh * gw, -1) @ kernel.reshape(-1, kernel.shape[-1])
-         + p["patch_embedding"]["bias"])
+    x = (
+        patches.reshape(b, gh * gw, -1) @ kernel.reshape(-1, kernel.shape[-1])
+        + p["patch_embedding"]["bias"]
+    )
     pos = p["position_embedding"]
     if cls_token:
         x = np.concatenate([np.broadcast_to(p["cls_token"], (b, 1, x.shape[-1])), x], axis=1)
@@ -56,8 +63,9 @@ def test_matches_float64_numpy(cls_token):
     else:
         assert out.cls is None
     # The position embedding is added before every block: adding it once is not the same.
-    once, _ = reference_vit(images.astype(np.float64), p64, 4, 2, 4, cls_token,
-                            pos_every_layer=False)
+    once, _ = reference_vit(
+        images.astype(np.float64), p64, 4, 2, 4, cls_token, pos_every_layer=False
+    )
     assert np.abs(np.asarray(out.tokens) - once).max() > 1e-2
 
 
@@ -81,8 +89,9 @@ def test_position_embedding_is_the_second_block_input_offset():
 
     blocks = block_inputs(params)
     pos = np.asarray(params["position_embedding"])
-    np.testing.assert_allclose(blocks["block_1"][0], blocks["block_0"][1] + pos,
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        blocks["block_1"][0], blocks["block_0"][1] + pos, rtol=1e-6, atol=1e-6
+    )
     zeroed = dict(params, position_embedding=jnp.zeros_like(params["position_embedding"]))
     no_pos = block_inputs(zeroed)
     np.testing.assert_allclose(no_pos["block_1"][0], no_pos["block_0"][1], atol=1e-6)
@@ -109,7 +118,8 @@ def test_shapes_and_dtypes(dtype, cls_token):
 
 def test_default_configuration_gives_32x32_grid():
     out, variables = jax.eval_shape(
-        lambda x: ViT().init_with_output(jax.random.key(0), x), jnp.zeros((1, 128, 128, 3)))
+        lambda x: ViT().init_with_output(jax.random.key(0), x), jnp.zeros((1, 128, 128, 3))
+    )
     assert out.tokens.shape == (1, 1024, 256) and out.grid == (32, 32)
     assert variables["params"]["position_embedding"].shape == (1, 1024, 256)
 

@@ -15,33 +15,33 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _losses(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
+    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+        return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
 
 
 def test_training_lowers_loss_and_writes_outputs(config, tmp_path):
-  config.training.update(num_steps=40, log_every=10, batch_size=8)
-  config.optimizer.schedule.update(learning_rate=3e-3, warmup_steps=5)
-  trainer.train_and_evaluate(config, str(tmp_path))
-  losses = _losses(tmp_path)
-  assert losses[40] < 0.7 * losses[10], losses
-  results = json.loads((tmp_path / "eval.json").read_text())
-  assert results["num_images"] == config.data.options.num_test
-  for key in ("decoder/fg_ari", "decoder/ari", "decoder/mbo", "decoder/miou", "attention/fg_ari"):
-    assert -1.0 <= results[key] <= 1.0
-  assert (tmp_path / "images" / "slots_decoder.png").exists()
-  assert any(name.startswith("events") for name in os.listdir(tmp_path / "tensorboard"))
+    config.training.update(num_steps=40, log_every=10, batch_size=8)
+    config.optimizer.schedule.update(learning_rate=3e-3, warmup_steps=5)
+    trainer.train_and_evaluate(config, str(tmp_path))
+    losses = _losses(tmp_path)
+    assert losses[40] < 0.7 * losses[10], losses
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert results["num_images"] == config.data.clevr_like.num_test
+    for key in ("decoder/fg_ari", "decoder/ari", "decoder/mbo", "decoder/miou", "attention/fg_ari"):
+        assert -1.0 <= results[key] <= 1.0
+    assert (tmp_path / "images" / "slots_decoder.png").exists()
+    assert any(name.startswith("events") for name in os.listdir(tmp_path / "tensorboard"))
 
 
 def test_resume_reproduces_uninterrupted_run(config, tmp_path):
-  straight = trainer.train_and_evaluate(config, str(tmp_path / "straight"))
-  config.training.num_steps = 3
-  trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
-  config.training.num_steps = 6
-  resumed = trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
-  assert int(resumed.step) == int(straight.step) == 6
-  for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    straight = trainer.train_and_evaluate(config, str(tmp_path / "straight"))
+    config.training.num_steps = 3
+    trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
+    config.training.num_steps = 6
+    resumed = trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
+    assert int(resumed.step) == int(straight.step) == 6
+    for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 _RUN = """
@@ -56,28 +56,65 @@ trainer.train_and_evaluate(config, sys.argv[2])
 
 @pytest.mark.slow
 def test_one_and_eight_devices_agree(data_dir, tmp_path):
-  for n in (1, 8):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-    subprocess.run([sys.executable, "-c", _RUN, data_dir, str(tmp_path / str(n))],
-                   cwd=REPO, env=env, check=True, capture_output=True)
-  one, eight = _losses(tmp_path / "1"), _losses(tmp_path / "8")
-  assert sorted(one) == sorted(eight) == [1, 2, 3, 4, 5]
-  for step in one:
-    np.testing.assert_allclose(eight[step], one[step], rtol=1e-5, atol=1e-7)
+    for n in (1, 8):
+        env = dict(
+            os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n}"
+        )
+        subprocess.run(
+            [sys.executable, "-c", _RUN, data_dir, str(tmp_path / str(n))],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    one, eight = _losses(tmp_path / "1"), _losses(tmp_path / "8")
+    assert sorted(one) == sorted(eight) == [1, 2, 3, 4, 5]
+    for step in one:
+        np.testing.assert_allclose(eight[step], one[step], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("presets", ["", "cross_ctr_img", "global_only"])
 def test_contrastive_experiment_end_to_end(data_dir, tmp_path, presets):
-  from tests.conftest import tiny_slots_config
-  config = tiny_slots_config(data_dir, presets)
-  trainer.train_and_evaluate(config, str(tmp_path))
-  results = json.loads((tmp_path / "eval.json").read_text())
-  losses = _losses(tmp_path)
-  assert sorted(losses) == [2, 4, 6] and all(np.isfinite(v) for v in losses.values())
-  assert results["num_images"] == 12 and 0.0 <= results["vqa/ap"] <= 1.0
-  if presets == "global_only":
-    assert not any(k.startswith("attention/") for k in results)
-  else:
-    assert 0.0 <= results["attention/otsu_iou"] <= 1.0
-    assert (tmp_path / "images" / "slots_attention.png").exists()
+    from tests.conftest import tiny_slots_config
+
+    config = tiny_slots_config(data_dir, presets)
+    trainer.train_and_evaluate(config, str(tmp_path))
+    results = json.loads((tmp_path / "eval.json").read_text())
+    losses = _losses(tmp_path)
+    assert sorted(losses) == [2, 4, 6] and all(np.isfinite(v) for v in losses.values())
+    assert results["num_images"] == 12 and 0.0 <= results["vqa/ap"] <= 1.0
+    if presets == "global_only":
+        assert not any(k.startswith("attention/") for k in results)
+    else:
+        assert 0.0 <= results["attention/otsu_iou"] <= 1.0
+        assert (tmp_path / "images" / "slots_attention.png").exists()
+
+
+@pytest.mark.parametrize("experiment", ["sa_ae", "slots"])
+def test_trains_on_clevr_with_masks_fixture_by_changing_data_only(data_dir, tmp_path, experiment):
+    from tests.conftest import tiny_config, tiny_slots_config
+    from tests.data.test_multi_object import CLEVR_OBJECTS, _clevr_scene, _write
+    from ocjax.data.builders import multi_object
+
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    rng = np.random.default_rng(0)
+    scenes = [_clevr_scene(rng, count)[0] for count in CLEVR_OBJECTS]
+    _write(
+        str(manual / "clevr_with_masks_train.tfrecords"),
+        multi_object.SPECS["clevr_with_masks"],
+        scenes,
+    )
+    config = (tiny_config if experiment == "sa_ae" else tiny_slots_config)(str(tmp_path / "tfds"))
+    config.data.name = "clevr_with_masks"
+    config.data.max_objects = 10
+    config.data.clevr_with_masks.update(
+        manual_dir=str(manual), num_train=6, num_validation=2, num_test=2
+    )
+    config.training.batch_size = config.evaluation.batch_size = 2
+    if experiment == "slots":
+        config.evaluation.probe.train_fraction = 0.5
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    results = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert results["num_images"] == 2
+    assert all(np.isfinite(v) for v in _losses(tmp_path / "run").values())

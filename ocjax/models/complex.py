@@ -1,0 +1,237 @@
+"""Complex AutoEncoder, CAE (Löwe et al., 2022): objects bind through synchronised phases.
+
+Representation: complex activations are `jnp.complex64` arrays `z = m · e^{iφ}` in NHWC
+(`[b, h, w, c]`) or `[b, d]` layout. Inside a layer the real-valued weights `f_w` (no bias) run
+in the compute `dtype` on `Re z`, `Im z` and `|z|`; magnitudes, phases, biases and BatchNorm run
+in float32, and layers return complex64. Every complex layer computes
+
+    ψ = f_w(Re z) + i f_w(Im z),   m_ψ = |ψ| + b_m,   φ_ψ = arg ψ + b_φ,
+    χ = f_w(|z|) + b_m,            m_z = 0.5 m_ψ + 0.5 χ,
+    z' = ReLU(BatchNorm(m_z)) · e^{iφ_ψ}        (`activation=True`)
+    z' = m_z · e^{iφ_ψ}                          (`activation=False`, the output layer)
+
+with per-output-feature biases `b_m`, `b_φ`. `|ψ|` and `arg ψ` are made safe at ψ = 0 (value
+within `EPS` of the exact one, finite gradients).
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+EPS = 1e-8
+NUM_STRIDE2 = 3  # stride-2 layers of the CAE / Rotating Features encoders
+# PyTorch-style default init: U(±1/sqrt(fan_in)) for the weights of f_w.
+WEIGHT_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def safe_abs(re: jax.Array, im: jax.Array) -> jax.Array:
+    """Magnitude `sqrt(re² + im²)` of same-shape arrays, floored at `EPS` (finite gradient)."""
+    return jnp.sqrt(jnp.maximum(re * re + im * im, EPS * EPS))
+
+
+def safe_angle(re: jax.Array, im: jax.Array) -> jax.Array:
+    """Phase `atan2(im, re)` of same-shape arrays; 0 (with zero gradient) where both vanish."""
+    tiny = (jnp.abs(re) < EPS) & (jnp.abs(im) < EPS)
+    return jnp.arctan2(jnp.where(tiny, 0.0, im), jnp.where(tiny, EPS, re))
+
+
+def _fan_in_uniform(fan_in: int) -> nn.initializers.Initializer:
+    """Initialiser U(±1/sqrt(fan_in)) for the magnitude bias."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+        key, shape, dtype, -bound, bound
+    )
+
+
+def conv_padding(kernel_size: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Symmetric 'k // 2' padding per spatial dim (as PyTorch `padding=k//2`)."""
+    return tuple((k // 2, k // 2) for k in kernel_size)
+
+
+def conv_transpose_padding(
+    kernel_size: Sequence[int], strides: Sequence[int]
+) -> tuple[tuple[int, int], ...]:
+    """Padding of the dilated input so a transposed conv maps size `m` to `m * stride`.
+
+    Equals PyTorch `ConvTranspose2d(padding=k//2, output_padding=stride-1)`.
+    """
+    return tuple((k - 1 - k // 2, k - 1 - k // 2 + s - 1) for k, s in zip(kernel_size, strides))
+
+
+def check_downsampling(height: int, width: int, num_stride2: int) -> None:
+    """Raise if an `height × width` image cannot pass `num_stride2` stride-2 layers and back."""
+    factor = 2**num_stride2
+    if height % factor or width % factor:
+        raise ValueError(
+            f"image size {height}x{width} is not divisible by 2^{num_stride2} = {factor} "
+            f"(the encoder has {num_stride2} stride-2 layers); resize or pad the images to a "
+            f"multiple of {factor}, e.g. {factor * max(1, round(height / factor))}x"
+            f"{factor * max(1, round(width / factor))}."
+        )
+
+
+def complex_layer(
+    module: nn.Module, f_w: nn.Module, z: jax.Array, train: bool, activation: bool
+) -> jax.Array:
+    """CAE layer maths inside `module`'s compact call: complex `[b, ..., d_in]` → `[b, ..., d_out]`.
+
+    `f_w` is the bias-free real map; `module` owns `magnitude_bias`, `phase_bias` (each
+    `[d_out]`) and, with `activation`, the BatchNorm `norm`. Sows `psi` and `m_z`.
+    """
+    if not jnp.iscomplexobj(z):
+        raise ValueError(
+            f"complex layers take complex inputs, got dtype {z.dtype}; "
+            "wrap real images as `x.astype(jnp.complex64)` (phase 0)."
+        )
+    dtype = module.dtype
+    re, im = jnp.real(z).astype(jnp.float32), jnp.imag(z).astype(jnp.float32)
+    psi_re = f_w(re.astype(dtype)).astype(jnp.float32)
+    psi_im = f_w(im.astype(dtype)).astype(jnp.float32)
+    d_out = psi_re.shape[-1]
+    fan_in = z.shape[-1] * math.prod(getattr(module, "kernel_size", ()))
+    b_m = module.param("magnitude_bias", _fan_in_uniform(fan_in), (d_out,))
+    b_phi = module.param("phase_bias", nn.initializers.zeros, (d_out,))
+    m_psi = safe_abs(psi_re, psi_im) + b_m
+    phi = safe_angle(psi_re, psi_im) + b_phi
+    chi = f_w(safe_abs(re, im).astype(dtype)).astype(jnp.float32) + b_m
+    m_z = 0.5 * m_psi + 0.5 * chi
+    module.sow("intermediates", "psi", jax.lax.complex(psi_re, psi_im))
+    module.sow("intermediates", "m_z", m_z)
+    if activation:
+        norm = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=jnp.float32,
+            name="norm",
+        )
+        m_z = nn.relu(norm(m_z))
+    return jax.lax.complex(m_z * jnp.cos(phi), m_z * jnp.sin(phi))
+
+
+class ComplexDense(nn.Module):
+    """Complex dense layer: complex `[b, ..., d_in]` → complex64 `[b, ..., features]`."""
+
+    features: int
+    activation: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
+        """Maps complex `[b, ..., d_in]` to complex64 `[b, ..., features]`."""
+        f_w = nn.Dense(
+            self.features, use_bias=False, dtype=self.dtype, kernel_init=WEIGHT_INIT, name="fw"
+        )
+        return complex_layer(self, f_w, z, train, self.activation)
+
+
+class ComplexConv(nn.Module):
+    """Complex 2-D conv: complex `[b, h, w, c]` → `[b, h/stride, w/stride, features]`.
+
+    Padding is `k // 2` on both sides of each spatial dim (PyTorch-style).
+    """
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
+    activation: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
+        """Maps complex `[b, h, w, c]` to complex64 `[b, h', w', features]`."""
+        f_w = nn.Conv(
+            self.features,
+            self.kernel_size,
+            strides=self.strides,
+            padding=conv_padding(self.kernel_size),
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=WEIGHT_INIT,
+            name="fw",
+        )
+        return complex_layer(self, f_w, z, train, self.activation)
+
+
+class ComplexConvTranspose(nn.Module):
+    """Complex transposed conv: complex `[b, h, w, c]` → `[b, h·stride, w·stride, features]`.
+
+    `f_w` is `nn.ConvTranspose` (unflipped kernel) with `conv_transpose_padding`.
+    """
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (2, 2)
+    activation: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
+        """Maps complex `[b, h, w, c]` to complex64 `[b, h·s, w·s, features]`."""
+        f_w = nn.ConvTranspose(
+            self.features,
+            self.kernel_size,
+            strides=self.strides,
+            padding=conv_transpose_padding(self.kernel_size, self.strides),
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=WEIGHT_INIT,
+            name="fw",
+        )
+        return complex_layer(self, f_w, z, train, self.activation)
+
+
+class ComplexAutoEncoder(nn.Module):
+    """CAE on images `[b, h, w, c]` (h, w divisible by 8).
+
+    Encoder: complex convs 3×3 with channels (H, H, 2H, 2H, 2H) and strides (2, 1, 2, 1, 2),
+    flatten, complex dense to `linear_dim`. Decoder: complex dense back to `2H · h/8 · w/8`,
+    then transposed 3×3 conv (2H, stride 2), conv (2H), transposed conv (H, stride 2), conv (H),
+    transposed conv (c, stride 2) as the output layer (no BatchNorm/ReLU). Every other layer,
+    the dense ones included, applies BatchNorm + ReLU on magnitudes. Input phase is 0. Reconstruction
+    `f_out(|z_out|) = sigmoid(1×1 conv(|z_out|))` (a per-channel scale and shift for c = 1).
+    """
+
+    hidden_dim: int = 32
+    linear_dim: int = 64
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        """Images `[b, h, w, c]` → reconstruction, magnitude, phase, each `[b, h, w, c]`."""
+        if images.ndim != 4:
+            raise ValueError(
+                f"ComplexAutoEncoder takes images [batch, height, width, channels], got shape "
+                f"{images.shape}; add the missing batch or channel axis."
+            )
+        b, h, w, c = images.shape
+        check_downsampling(h, w, NUM_STRIDE2)
+        hid = self.hidden_dim
+        kw = {"dtype": self.dtype}
+        z = images.astype(jnp.float32).astype(jnp.complex64)
+        encoder = zip((hid, hid, 2 * hid, 2 * hid, 2 * hid), (2, 1, 2, 1, 2))
+        for i, (feat, stride) in enumerate(encoder):
+            conv = ComplexConv(feat, strides=(stride, stride), name=f"enc_conv_{i}", **kw)
+            z = conv(z, train)
+        latent_shape = z.shape[1:]
+        z = ComplexDense(features=self.linear_dim, name="enc_linear", **kw)(z.reshape(b, -1), train)
+        z = ComplexDense(features=math.prod(latent_shape), name="dec_linear", **kw)(z, train)
+        z = z.reshape((b,) + latent_shape)
+        z = ComplexConvTranspose(features=2 * hid, name="dec_convt_0", **kw)(z, train)
+        z = ComplexConv(features=2 * hid, name="dec_conv_0", **kw)(z, train)
+        z = ComplexConvTranspose(features=hid, name="dec_convt_1", **kw)(z, train)
+        z = ComplexConv(features=hid, name="dec_conv_1", **kw)(z, train)
+        z = ComplexConvTranspose(features=c, activation=False, name="dec_output", **kw)(z, train)
+        magnitude = safe_abs(jnp.real(z), jnp.imag(z))
+        logits = nn.Conv(c, (1, 1), dtype=jnp.float32, name="output_1x1")(magnitude)
+        return {
+            "reconstruction": jax.nn.sigmoid(logits),
+            "magnitude": magnitude,
+            "phase": safe_angle(jnp.real(z), jnp.imag(z)),
+        }
