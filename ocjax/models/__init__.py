@@ -6,11 +6,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ocjax.models.autoencoder import SlotAttentionAutoEncoder
+from ocjax.models.complex import ComplexAutoEncoder
 from ocjax.models.object_contrastive import ObjectContrastiveModel
+from ocjax.models.rotating import RotatingAutoEncoder
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "slot_attention_autoencoder": SlotAttentionAutoEncoder,
     "object_contrastive": ObjectContrastiveModel,
+    "complex_autoencoder": ComplexAutoEncoder,
+    "rotating_autoencoder": RotatingAutoEncoder,
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

@@ -36,13 +36,17 @@ Assumed attribute codes (the official readers do not name them):
     for Objects Room.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
+
+# TensorFlow reads the official TFRecords; imported on first use (`pip install ocjax[tf]`).
+from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from ocjax.data import augment
 from ocjax.data.generators import clevr_like
