@@ -76,6 +76,34 @@ def check_downsampling(height: int, width: int, num_stride2: int) -> None:
         )
 
 
+def weight_map(
+    kind: str,
+    features: int,
+    kernel_size: tuple[int, int],
+    strides: tuple[int, int],
+    dtype: Dtype,
+) -> nn.Module:
+    """The bias-free linear map `f_w` (named `fw`) shared by complex and rotating layers.
+
+    `kind` is "dense", "conv" (padding `k // 2`) or "conv_transpose" (padding of
+    `conv_transpose_padding`, unflipped kernel). Call inside a compact method.
+    """
+    common = dict(use_bias=False, dtype=dtype, kernel_init=WEIGHT_INIT, name="fw")
+    if kind == "dense":
+        return nn.Dense(features, **common)
+    if kind == "conv":
+        return nn.Conv(
+            features, kernel_size, strides=strides, padding=conv_padding(kernel_size), **common
+        )
+    return nn.ConvTranspose(
+        features,
+        kernel_size,
+        strides=strides,
+        padding=conv_transpose_padding(kernel_size, strides),
+        **common,
+    )
+
+
 def complex_layer(
     module: nn.Module, f_w: nn.Module, z: jax.Array, train: bool, activation: bool
 ) -> jax.Array:
@@ -125,9 +153,7 @@ class ComplexDense(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
         """Maps complex `[b, ..., d_in]` to complex64 `[b, ..., features]`."""
-        f_w = nn.Dense(
-            self.features, use_bias=False, dtype=self.dtype, kernel_init=WEIGHT_INIT, name="fw"
-        )
+        f_w = weight_map("dense", self.features, (1, 1), (1, 1), self.dtype)
         return complex_layer(self, f_w, z, train, self.activation)
 
 
@@ -146,16 +172,7 @@ class ComplexConv(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
         """Maps complex `[b, h, w, c]` to complex64 `[b, h', w', features]`."""
-        f_w = nn.Conv(
-            self.features,
-            self.kernel_size,
-            strides=self.strides,
-            padding=conv_padding(self.kernel_size),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=WEIGHT_INIT,
-            name="fw",
-        )
+        f_w = weight_map("conv", self.features, self.kernel_size, self.strides, self.dtype)
         return complex_layer(self, f_w, z, train, self.activation)
 
 
@@ -174,15 +191,8 @@ class ComplexConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
         """Maps complex `[b, h, w, c]` to complex64 `[b, h·s, w·s, features]`."""
-        f_w = nn.ConvTranspose(
-            self.features,
-            self.kernel_size,
-            strides=self.strides,
-            padding=conv_transpose_padding(self.kernel_size, self.strides),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=WEIGHT_INIT,
-            name="fw",
+        f_w = weight_map(
+            "conv_transpose", self.features, self.kernel_size, self.strides, self.dtype
         )
         return complex_layer(self, f_w, z, train, self.activation)
 

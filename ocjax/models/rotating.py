@@ -27,14 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ocjax.models.complex import (
-    EPS,
-    NUM_STRIDE2,
-    WEIGHT_INIT,
-    check_downsampling,
-    conv_padding,
-    conv_transpose_padding,
-)
+from ocjax.models.complex import EPS, NUM_STRIDE2, check_downsampling, weight_map
 
 Dtype = Any
 
@@ -121,9 +114,7 @@ class RotatingDense(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
         """Maps `[b, n, d_in]` to `[b, n, features]`."""
-        f_w = nn.Dense(
-            self.features, use_bias=False, dtype=self.dtype, kernel_init=WEIGHT_INIT, name="fw"
-        )
+        f_w = weight_map("dense", self.features, (1, 1), (1, 1), self.dtype)
         return rotating_layer(self, f_w, z, train, self.activation)
 
 
@@ -142,16 +133,7 @@ class RotatingConv(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
         """Maps `[b, n, h, w, c]` to `[b, n, h', w', features]`."""
-        f_w = nn.Conv(
-            self.features,
-            self.kernel_size,
-            strides=self.strides,
-            padding=conv_padding(self.kernel_size),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=WEIGHT_INIT,
-            name="fw",
-        )
+        f_w = weight_map("conv", self.features, self.kernel_size, self.strides, self.dtype)
         return rotating_layer(self, f_w, z, train, self.activation)
 
 
@@ -170,15 +152,8 @@ class RotatingConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
         """Maps `[b, n, h, w, c]` to `[b, n, h·s, w·s, features]`."""
-        f_w = nn.ConvTranspose(
-            self.features,
-            self.kernel_size,
-            strides=self.strides,
-            padding=conv_transpose_padding(self.kernel_size, self.strides),
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=WEIGHT_INIT,
-            name="fw",
+        f_w = weight_map(
+            "conv_transpose", self.features, self.kernel_size, self.strides, self.dtype
         )
         return rotating_layer(self, f_w, z, train, self.activation)
 
