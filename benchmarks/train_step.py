@@ -86,22 +86,21 @@ def main(argv: list[str]) -> None:
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
-    with mesh:
-        state = init(batch["image"][:1])
-        device_batch = parallel.to_global(batch, mesh)
-        compiled = step.lower(state, device_batch).compile()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        for _ in range(FLAGS.warmup):
+    state = init(batch["image"][:1])
+    device_batch = parallel.to_global(batch, mesh)
+    compiled = step.lower(state, device_batch).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    for _ in range(FLAGS.warmup):
+        state, metrics = step(state, device_batch)
+    jax.block_until_ready(metrics)
+    windows = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(FLAGS.steps):
             state, metrics = step(state, device_batch)
         jax.block_until_ready(metrics)
-        windows = []
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(FLAGS.steps):
-                state, metrics = step(state, device_batch)
-            jax.block_until_ready(metrics)
-            windows.append((time.perf_counter() - start) / FLAGS.steps)
+        windows.append((time.perf_counter() - start) / FLAGS.steps)
     seconds = statistics.median(windows)
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
     stats = jax.devices()[0].memory_stats() or {}

@@ -19,12 +19,65 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 
 
 def to_uint8(images: np.ndarray, normalization: str = "signed") -> np.ndarray:
-    """Maps float images `[..., 3]` ("signed": in [-1, 1]; "imagenet": mean/std) to uint8."""
+    """Maps float images `[..., c]` ("signed": in [-1, 1]; "imagenet": mean/std, c = 3;
+    "unit": in [0, 1]) to uint8."""
     images = np.asarray(images, np.float64)
-    unit = (
-        (images + 1.0) / 2.0 if normalization == "signed" else images * IMAGENET_STD + IMAGENET_MEAN
-    )
+    if normalization == "signed":
+        unit = (images + 1.0) / 2.0
+    elif normalization == "unit":
+        unit = images
+    else:
+        unit = images * IMAGENET_STD + IMAGENET_MEAN
     return np.clip(unit * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """Shows uint8 images `[..., c]` as RGB `[..., 3]`: grey repeated, extra channels dropped."""
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images[..., :3]
+
+
+def orientation_rgb(points: np.ndarray) -> np.ndarray:
+    """Colours read-out points `[..., f]` as uint8 RGB `[..., 3]`.
+
+    Two dims (CAE phase): hue = angle, brightness = length; more (Rotating Features): the
+    first three dims mapped from [-1, 1] to [0, 1].
+    """
+    points = np.asarray(points, np.float64)
+    if points.shape[-1] == 2:
+        hue = (np.arctan2(points[..., 1], points[..., 0]) / (2 * np.pi)) % 1.0
+        value = np.clip(np.linalg.norm(points, axis=-1), 0.0, 1.0)
+        rgb = np.vectorize(colorsys.hsv_to_rgb, otypes=[float] * 3)(hue, 1.0, value)
+        unit = np.stack(rgb, axis=-1)
+    else:
+        unit = (points[..., :3] + 1.0) / 2.0
+    return np.clip(unit * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def readout_panel(
+    images: np.ndarray,
+    reconstructions: np.ndarray,
+    points: np.ndarray,
+    clusters: np.ndarray,
+    true_ids: np.ndarray,
+    num_colors: int,
+) -> np.ndarray:
+    """One row per example: input, reconstruction, GT, orientation read-out, cluster ids.
+
+    `images`, `reconstructions`: uint8 `[b, h, w, c]`; `points`: read-out `[b, h, w, f]`;
+    `clusters`, `true_ids`: int `[b, h, w]`.
+    """
+    colors = orientation_rgb(points)
+    rows = [
+        [
+            to_rgb(images[b]),
+            to_rgb(reconstructions[b]),
+            colorize(true_ids[b], num_colors),
+            colors[b],
+            colorize(clusters[b], num_colors),
+        ]
+        for b in range(images.shape[0])
+    ]
+    return grid(rows)
 
 
 def colorize(ids: np.ndarray, num_colors: int) -> np.ndarray:

@@ -6,8 +6,9 @@ from typing import Any, Callable, Mapping
 
 import ml_collections
 
-from ocjax.data.builders import coco, multi_object
+from ocjax.data.builders import clevr, coco, coco_panoptic, multi_object
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
+from ocjax.data.builders.shapes import Shapes, ShapesConfig
 from ocjax.data.generators import clevr_like
 
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
@@ -45,9 +46,43 @@ def clevr_like_sources(
     config = ClevrLikeConfig.make(
         resolution, min_objects, max_objects, num_train, num_validation, num_test, seed
     )
-    cache = os.path.join(data_dir, "clevr_like", config.name)
+    return _prepare(
+        lambda: ClevrLike(config=config, data_dir=data_dir, file_format="array_record"),
+        "CLEVR-like",
+        os.path.join(data_dir, "clevr_like", config.name),
+    )
+
+
+def shapes_sources(
+    data_dir: str,
+    *,
+    resolution: int,
+    max_objects: int,
+    variant: str = "4shapes",
+    num_train: int = 50_000,
+    num_validation: int = 10_000,
+    num_test: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Renders the Shapes images of `variant` on first use (4Shapes: 50k/10k/10k), then opens them."""
+    config = ShapesConfig.make(variant, resolution, num_train, num_validation, num_test, seed)
+    num_objects = len(config.render_options["shape_ids"])
+    if num_objects > max_objects:
+        raise ValueError(
+            f"Shapes variant {variant!r} draws {num_objects} objects but data.max_objects is "
+            f"{max_objects}; set data.max_objects to at least {num_objects}."
+        )
+    return _prepare(
+        lambda: Shapes(config=config, data_dir=data_dir, file_format="array_record"),
+        "Shapes",
+        os.path.join(data_dir, "shapes", config.name),
+    )
+
+
+def _prepare(make_builder: Callable[[], Any], label: str, cache: str) -> dict[str, Any]:
+    """Builds, renders if missing and opens a builder's splits; cache faults become errors."""
     try:
-        builder = ClevrLike(config=config, data_dir=data_dir, file_format="array_record")
+        builder = make_builder()
         builder.download_and_prepare()
         sources = builder.as_data_source()
         for source in sources.values():
@@ -56,7 +91,7 @@ def clevr_like_sources(
         raise  # Bugs or a broken install, not a bad cache.
     except Exception as error:  # pylint: disable=broad-except
         raise DatasetError(
-            f"The CLEVR-like cache {cache} could not be written or read ({type(error).__name__}: "
+            f"The {label} cache {cache} could not be written or read ({type(error).__name__}: "
             f"{error}). Delete that directory and rerun to render it again."
         ) from error
     return sources
@@ -75,6 +110,9 @@ DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "tetrominoes": multi_object.tetrominoes_sources,
     "objects_room": multi_object.objects_room_sources,
     "coco": coco.coco_sources,
+    "coco_panoptic": coco_panoptic.coco_panoptic_sources,
+    "clevr": clevr.clevr_sources,
+    "shapes": shapes_sources,
 }
 # Set by the config's `data` section itself rather than per dataset.
 _SHARED_OPTIONS = ("data_dir", "resolution", "max_objects")

@@ -16,14 +16,18 @@ from ocjax.data import augment
 
 Example = dict[str, Any]
 Batch = dict[str, np.ndarray]
+NORMALIZATIONS = ("signed", "imagenet", "unit")
 
 
 @dataclasses.dataclass(frozen=True)
 class ScenePreprocess:
     """Turns a decoded scene into fixed-shape arrays, optionally with two augmented views.
 
-    Output: `image` float32 `[h, w, 3]` (`normalization` "signed": [-1, 1]; "imagenet":
-    ImageNet mean/std); `segmentation` int32 `[h, w]` (0 = background, k = object k);
+    Output: `image` float32 `[h, w, c]` (`normalization` "signed": [-1, 1]; "imagenet":
+    ImageNet mean/std; "unit": [0, 1], for models that need non-negative inputs) from a uint8
+    image (0..255) or a float one already in [0, 1]; `segmentation` int32 `[h, w]` (0 =
+    background, k = object k); `pixel_valid` bool `[h, w]` (False on pixels the metrics
+    leave out, e.g. Shapes overlaps; True everywhere for datasets without such pixels);
     per-object `shape`, `color`, `material`, `size` int32 `[max_objects]` (-1 where padded),
     `visible`, `present` bool and `position` float32 `[max_objects, 3]`; `valid` = True.
     With `views`, also `view_a`, `view_b` `[size, size, 3]` (ImageNet-normalised) and their
@@ -35,10 +39,10 @@ class ScenePreprocess:
     views: augment.TwoViewAugment | None = None
 
     def __post_init__(self):
-        if self.normalization not in ("signed", "imagenet"):
+        if self.normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"Unknown image normalization {self.normalization!r}; "
-                "use 'signed' ([-1, 1]) or 'imagenet'."
+                "use 'signed' ([-1, 1]), 'imagenet' or 'unit' ([0, 1])."
             )
 
     @property
@@ -59,11 +63,19 @@ class ScenePreprocess:
         out: Batch = {"segmentation": np.asarray(example["segmentation"])[..., 0]}
         if self.views is not None:
             out.update(self.views({"image": image, "segmentation": out["segmentation"]}, rng))
-        elif self.normalization == "signed":
+        elif self.normalization == "signed" and image.dtype == np.uint8:
             out["image"] = image.astype(np.float32) / np.float32(127.5) - 1.0
+        elif self.normalization == "signed":
+            out["image"] = image.astype(np.float32) * np.float32(2) - np.float32(1)
+        elif self.normalization == "unit":
+            out["image"] = _unit(image)
         else:
-            out["image"] = augment.normalize(image.astype(np.float32) / np.float32(255))
+            out["image"] = augment.normalize(_unit(image))
         out["segmentation"] = out["segmentation"].astype(np.int32)
+        if "pixel_valid" in example and self.views is None:
+            out["pixel_valid"] = np.asarray(example["pixel_valid"], bool)
+        else:
+            out["pixel_valid"] = np.ones(out["segmentation"].shape, bool)
         out["valid"] = np.array(True)
         out["present"] = np.arange(self.max_objects) < num_objects
         for key in ("shape", "color", "material", "size"):
@@ -71,6 +83,13 @@ class ScenePreprocess:
         out["visible"] = _pad(np.asarray(objects["visible"], bool), self.max_objects, False)
         out["position"] = _pad(np.asarray(objects["position"], np.float32), self.max_objects, 0.0)
         return out
+
+
+def _unit(image: np.ndarray) -> np.ndarray:
+    """Float32 image `[h, w, c]` in [0, 1] from uint8 (divided by 255) or float values."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / np.float32(255)
+    return image.astype(np.float32)
 
 
 def _pad(values: np.ndarray, length: int, fill: Any) -> np.ndarray:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from ocjax.models.autoencoder import SlotAttentionAutoEncoder
 from ocjax.models.complex import ComplexAutoEncoder
 from ocjax.models.object_contrastive import ObjectContrastiveModel
-from ocjax.models.rotating import RotatingAutoEncoder
+from ocjax.models.rotating import RotatingAutoEncoder, check_inputs
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "slot_attention_autoencoder": SlotAttentionAutoEncoder,
@@ -16,6 +16,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "complex_autoencoder": ComplexAutoEncoder,
     "rotating_autoencoder": RotatingAutoEncoder,
 }
+
+# Host-side checks of input images `[b, h, w, c]` that traced model calls cannot make.
+INPUT_CHECKS: dict[type, Callable[[Any], None]] = {RotatingAutoEncoder: check_inputs}
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -32,3 +35,8 @@ def build_model(name: str, dtype: str = "float32", **kwargs: Any) -> nn.Module:
 def _tuples(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Turns list values (as configs hold them) into tuples, so modules stay hashable."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+
+
+def input_check(model: nn.Module) -> Callable[[Any], None] | None:
+    """The host-side check `model` needs on its input images `[b, h, w, c]`, if any."""
+    return INPUT_CHECKS.get(type(model))

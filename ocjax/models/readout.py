@@ -2,7 +2,8 @@
 
 Per-pixel orientation maps come from `rotating_readout` (`[b, h, w, n]`) or `complex_readout`
 (`[b, h, w, 2]`); `kmeans_cluster` groups each image's pixels into K clusters and `ari_bg`
-scores them against ground truth with ARI over foreground pixels.
+scores them against ground truth with ARI over foreground pixels; `cluster_scores` is the
+evaluation's host step (K = objects + 1 per image, ARI-BG and mBO without overlap pixels).
 
 k-means runs on the host with scikit-learn's `KMeans(n_clusters=K, n_init=10)` per image: it is
 the clusterer of the official CAE and Rotating Features evaluations, so the scores match
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.cluster import KMeans
 
-from ocjax.metrics import ari
+from ocjax.metrics import ari, mbo
 
 NORM_EPS = 1e-8
 
@@ -116,3 +117,39 @@ def ari_bg(
         ignore_background=True,
         valid=true_labels >= 0,
     )
+
+
+def cluster_scores(
+    points: np.ndarray,
+    true_ids: np.ndarray,
+    pixel_valid: np.ndarray,
+    num_objects: np.ndarray,
+    num_true: int,
+    num_clusters: int | None = None,
+    seed: int = 0,
+    n_init: int = 10,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Clusters read-out `points [b, h, w, f]` per image; ids `[b, h, w]`, scores and weights `[b]`.
+
+    K is `num_clusters`, or `num_objects [b] + 1` per image when None; only `pixel_valid
+    [b, h, w]` pixels are clustered and scored. Scores: `ari_bg` (ARI over objects of
+    `true_ids [b, h, w]`) and `mbo` (per object its best IoU over clusters, averaged). Weights
+    are 1 for images with at least one object; other images get ids and scores 0.
+    """
+    points, true_ids = np.asarray(points), np.asarray(true_ids)
+    pixel_valid, num_objects = np.asarray(pixel_valid, bool), np.asarray(num_objects)
+    weights = (num_objects >= 1) & pixel_valid.any(axis=(1, 2))
+    ks = np.full(len(points), num_clusters) if num_clusters else num_objects + 1
+    ks = np.minimum(ks, pixel_valid.sum(axis=(1, 2)))
+    ids = np.zeros(true_ids.shape, np.int32)
+    for i in np.flatnonzero(weights):
+        ids[i : i + 1] = kmeans_cluster(
+            points[i : i + 1], int(ks[i]), pixel_valid[i : i + 1], seed + i, n_init
+        )
+    num_pred = max(int(ks.max(initial=1)), 1)
+    labels = np.where(pixel_valid, true_ids, -1)
+    scores = {
+        "ari_bg": np.asarray(ari_bg(labels, ids, num_true, num_pred)),
+        "mbo": np.asarray(mbo(true_ids, ids, num_true, num_pred, valid=pixel_valid)),
+    }
+    return ids, {k: np.where(weights, v, 0.0) for k, v in scores.items()}, weights

@@ -2,8 +2,9 @@
 
 An objective is built from `config.objective` (`name` plus that objective's options) and
 is a bundle of pure functions: `train_inputs(batch)`, `loss(outputs, batch) -> (loss,
-terms)`, `masks(outputs, image_size) -> {name: [b, k, h, w]}` and, for the VQA probe,
-`features(outputs) -> [b, k, d]`.
+terms)`, `masks(outputs, image_size) -> {name: [b, k, h, w]}`, for the VQA probe
+`features(outputs) -> [b, k, d]` and, for the synchrony models, a `Readout` whose per-pixel
+points `[b, h, w, f]` are computed on device and clustered on the host.
 """
 
 import dataclasses
@@ -15,10 +16,24 @@ import jax.numpy as jnp
 
 from ocjax import losses
 from ocjax.losses import contrastive
+from ocjax.models import readout as readout_lib
 
 Outputs = dict[str, jax.Array]
 Batch = dict[str, jax.Array]
 OBJECT_LOSSES = ("ctr_all", "ctr_img", "cossim")
+
+
+@dataclasses.dataclass(frozen=True)
+class Readout:
+    """Object read-out by clustering: `points(outputs) -> [b, h, w, f]` (jitted), k-means on host.
+
+    `num_clusters` None clusters each image into its number of objects + 1 (the official
+    CAE / Rotating Features protocol); an int fixes K for every image.
+    """
+
+    points: Callable[[Outputs], jax.Array]
+    num_clusters: int | None = None
+    n_init: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +45,7 @@ class Objective:
     masks: Callable[[Outputs, tuple[int, int]], dict[str, jax.Array]]
     features: Callable[[Outputs], jax.Array] | None = None
     otsu_masks: tuple[str, ...] = ()
+    readout: Readout | None = None
 
 
 def attention_masks(attention: jax.Array, image_size: tuple[int, int]) -> jax.Array:
@@ -43,7 +59,7 @@ def attention_masks(attention: jax.Array, image_size: tuple[int, int]) -> jax.Ar
 
 
 def _reconstruction_loss(outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict]:
-    """MSE between `reconstruction` and `image` `[b, h, w, 3]`."""
+    """MSE between `reconstruction` and `image` `[b, h, w, c]`."""
     loss = losses.mse(outputs["reconstruction"], batch["image"])
     return loss, {"mse": loss}
 
@@ -145,9 +161,45 @@ def contrastive_objective(
     )
 
 
+def _synchrony_points(outputs: Outputs, threshold: float) -> jax.Array:
+    """Orientations `[b, h, w, n]` of `rotating` outputs, else CAE phases `[b, h, w, 2]`."""
+    if "rotating" in outputs:
+        return readout_lib.rotating_readout(outputs["rotating"], threshold)
+    if "phase" in outputs:
+        return readout_lib.complex_readout(outputs["magnitude"], outputs["phase"], threshold)
+    raise ValueError(
+        f"objective 'synchrony' needs a model with 'rotating' or 'phase' outputs, got "
+        f"{sorted(outputs)}; use model.name 'rotating_autoencoder' or 'complex_autoencoder'."
+    )
+
+
+def synchrony(
+    readout_threshold: float = 0.1, num_clusters: int | None = None, n_init: int = 10
+) -> Objective:
+    """CAE / Rotating Features: pixel MSE; objects by k-means on output orientations."""
+    if readout_threshold <= 0:
+        raise ValueError(f"objective.readout_threshold must be > 0, got {readout_threshold}.")
+    if num_clusters is not None and num_clusters < 2:
+        raise ValueError(
+            f"objective.num_clusters must be >= 2 (background + an object) or None for "
+            f"objects + 1 per image, got {num_clusters}."
+        )
+    return Objective(
+        train_inputs=lambda batch: batch["image"],
+        loss=_reconstruction_loss,
+        masks=lambda out, size: {},
+        readout=Readout(
+            points=functools.partial(_synchrony_points, threshold=readout_threshold),
+            num_clusters=num_clusters,
+            n_init=n_init,
+        ),
+    )
+
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "autoencoder": autoencoder,
     "contrastive": contrastive_objective,
+    "synchrony": synchrony,
 }
 
 

@@ -71,11 +71,12 @@ def eval_step(
     rng: jax.Array,
     num_true: int,
 ) -> dict[str, Any]:
-    """Outputs, masks, features, object attributes and per-image metrics `[b]` with weights.
+    """Outputs, masks, features, read-out points, object attributes and per-image metrics `[b]`.
 
     For each kind of predicted mask: FG-ARI, ARI, mBO and Hungarian mIoU of the argmax
     segmentation, plus Otsu-IoU/Dice for the kinds the objective names. Padded rows and
-    images without foreground get weight 0.
+    images without foreground get weight 0. `readout` holds the objective's read-out points
+    `[b, h, w, f]` for host-side clustering (None without a read-out).
     """
     outputs = model.apply(variables, batch["image"], train=False, rngs={"slots": rng})
     true_ids, valid = batch["segmentation"], batch["valid"]
@@ -97,6 +98,7 @@ def eval_step(
             per_image[f"{name}/{metric}"] = values
             weights[f"{name}/{metric}"] = valid if metric == "ari" else has_fg
     features = objective.features(outputs) if objective.features else None
+    readout = objective.readout.points(outputs) if objective.readout else None
     attributes = {k: batch[k] for k in ("size", "color", "material", "shape", "present", "valid")}
     return {
         "per_image": per_image,
@@ -104,5 +106,6 @@ def eval_step(
         "outputs": outputs,
         "masks": masks,
         "features": features,
+        "readout": readout,
         "attributes": attributes,
     }

@@ -15,7 +15,7 @@ import tqdm
 from ocjax import parallel, visualize
 from ocjax.metrics import otsu, vqa
 from ocjax.data import augment, load_sources, pipeline
-from ocjax.models import build_model
+from ocjax.models import build_model, input_check, readout
 from ocjax.training import checkpoint, optim
 from ocjax.training.objectives import build_objective
 from ocjax.training.state import TrainState, create_state
@@ -46,10 +46,12 @@ class Experiment:
             if config.data.get("views") is not None
             else None
         )
-        self.normalization = normalization = "imagenet" if views else "signed"
+        self.normalization = normalization = (
+            "imagenet" if views else config.data.get("normalization", "signed")
+        )
         self.rng = jax.random.key(config.seed)
         res = config.data.resolution
-        dummy = np.zeros((1, res, res, 3), np.float32)
+        dummy = self.dummy_images()
         jax.eval_shape(self._init_variables, dummy)  # Shape errors surface before any data is made.
         self.sources = load_sources(
             config.data.name,
@@ -58,6 +60,7 @@ class Experiment:
                 resolution=res, max_objects=config.data.max_objects, **config.data[config.data.name]
             ),
         )
+        _check_channels(self.sources["train"], dummy.shape[-1], config.data.name)
         self.steps_per_epoch = len(self.sources["train"]) // config.training.batch_size
         self.num_steps = optim.total_steps(
             config.training.get("num_steps"),
@@ -120,14 +123,43 @@ class Experiment:
             in_shardings=(state_sharding.variables, batch),
         )
 
+    def dummy_images(self) -> np.ndarray:
+        """Zero images `[1, res, res, data.channels]` (3 channels unless the config says)."""
+        res = self.config.data.resolution
+        return np.zeros((1, res, res, self.config.data.get("channels", 3)), np.float32)
+
     def _init_variables(self, images: np.ndarray) -> Any:
-        """Initialises the model's Flax variables from a dummy batch `[1, h, w, 3]`."""
+        """Initialises the model's Flax variables from a dummy batch `[1, h, w, c]`."""
         params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
         return self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
 
     def _init(self, images: np.ndarray) -> TrainState:
         """Initialises parameters, model state and optimiser state from a dummy batch."""
         return create_state(self._init_variables(images), self.tx)
+
+
+def _check_channels(source: Any, channels: int, name: str) -> None:
+    """Raise unless the images of `source` have the `channels` the model is built for."""
+    found = np.asarray(source[0]["image"]).shape[-1]
+    if found != channels:
+        raise ValueError(
+            f"Dataset {name!r} has {found}-channel images but the model is built for "
+            f"{channels}; set --config.data.channels={found}."
+        )
+
+
+def _check_inputs(exp: Experiment, batch: dict[str, np.ndarray]) -> None:
+    """Runs the model's host-side input check (if it has one) on a training batch."""
+    check = input_check(exp.model)
+    if check is None:
+        return
+    try:
+        check(batch["image"])
+    except ValueError as error:
+        raise ValueError(
+            f"{error} With data.normalization {exp.normalization!r} the images are not in "
+            "[0, 1]; set --config.data.normalization=unit."
+        ) from error
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -137,54 +169,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     is_lead = jax.process_index() == 0
     writer = MetricWriter(workdir, enabled=is_lead)
     manager = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints)
-    with exp.mesh:
-        state = checkpoint.restore_latest(
-            manager,
-            exp.init_state(
-                np.zeros((1, config.data.resolution, config.data.resolution, 3), np.float32)
-            ),
-        )
-        start = int(jax.device_get(state.step))
-        if start:
-            logging.info("Resuming from step %d in %s", start, workdir)
-        batches = pipeline.iterate(exp.train_data, start)
-        window: list[dict[str, jax.Array]] = []
-        progress = tqdm.tqdm(
-            total=exp.num_steps,
-            initial=start,
-            disable=not is_lead,
-            dynamic_ncols=True,
-            desc="train",
-        )
-        tick, tick_step = time.perf_counter(), start
-        for step in range(start + 1, exp.num_steps + 1):
-            state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
-            window.append(metrics)
-            progress.update(1)
-            if step % cfg.log_every == 0 or step == exp.num_steps:
-                summary = _summarise(window)
-                if summary is None:
-                    checkpoint.save(manager, state)
-                    manager.wait_until_finished()
-                    bad_step, term = _first_nonfinite(window, step - len(window) + 1)
-                    raise NonFiniteLossError(
-                        f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite state "
-                        f"(step {int(jax.device_get(state.step))}) is saved in {workdir}/checkpoints; "
-                        "lower optimizer.schedule.learning_rate or set optimizer.grad_clip_norm."
-                    )
-                now = time.perf_counter()
-                summary["steps_per_sec"] = (step - tick_step) / (now - tick)
-                tick, tick_step = now, step
-                writer.scalars(step, summary)
-                progress.set_postfix(loss=f"{summary['loss']:.4f}")
-                window = []
-            if step % cfg.checkpoint_every == 0 or step == exp.num_steps:
+    state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
+    start = int(jax.device_get(state.step))
+    if start:
+        logging.info("Resuming from step %d in %s", start, workdir)
+    _check_inputs(exp, exp.train_data[start])
+    batches = pipeline.iterate(exp.train_data, start)
+    window: list[dict[str, jax.Array]] = []
+    progress = tqdm.tqdm(
+        total=exp.num_steps,
+        initial=start,
+        disable=not is_lead,
+        dynamic_ncols=True,
+        desc="train",
+    )
+    tick, tick_step = time.perf_counter(), start
+    for step in range(start + 1, exp.num_steps + 1):
+        state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
+        window.append(metrics)
+        progress.update(1)
+        if step % cfg.log_every == 0 or step == exp.num_steps:
+            summary = _summarise(window)
+            if summary is None:
                 checkpoint.save(manager, state)
-            if step % cfg.image_every == 0:
-                writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
-        progress.close()
-        manager.wait_until_finished()
-        evaluate(exp, state, workdir, writer)
+                manager.wait_until_finished()
+                bad_step, term = _first_nonfinite(window, step - len(window) + 1)
+                raise NonFiniteLossError(
+                    f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite state "
+                    f"(step {int(jax.device_get(state.step))}) is saved in {workdir}/checkpoints; "
+                    "lower optimizer.schedule.learning_rate or set optimizer.grad_clip_norm."
+                )
+            now = time.perf_counter()
+            summary["steps_per_sec"] = (step - tick_step) / (now - tick)
+            tick, tick_step = now, step
+            writer.scalars(step, summary)
+            progress.set_postfix(loss=f"{summary['loss']:.4f}")
+            window = []
+        if step % cfg.checkpoint_every == 0 or step == exp.num_steps:
+            checkpoint.save(manager, state)
+        if step % cfg.image_every == 0:
+            writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
+    progress.close()
+    manager.wait_until_finished()
+    evaluate(exp, state, workdir, writer)
     writer.close()
     return state
 
@@ -202,15 +229,17 @@ def _first_nonfinite(window: list[dict[str, jax.Array]], first_step: int) -> tup
     for offset, metrics in enumerate(jax.device_get(window)):
         if metrics["finite"] < 1:
             bad = [k for k, v in metrics.items() if k.startswith("loss") and not np.isfinite(v)]
+            bad.sort(key=lambda k: "/" not in k)  # Name a specific term before the total.
             return first_step + offset, (bad[0] if bad else "grad_norm")
     raise AssertionError("no non-finite step in window")
 
 
 def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.ndarray]:
-    """A panel per kind of predicted mask for the first evaluation images (see `slot_panel`)."""
+    """A panel per kind of predicted mask for the first evaluation images (see `slot_panel`),
+    and `readout/clusters` with the read-out and its clusters (see `readout_panel`)."""
     batch = exp.eval_data[0]
     out = exp.eval_step(state.variables, parallel.to_global(batch, exp.mesh))
-    host = parallel.to_host({"outputs": out["outputs"], "masks": out["masks"]})
+    host = parallel.to_host({k: out[k] for k in ("outputs", "masks", "readout")})
     n = min(limit, batch["image"].shape[0])
     norm = exp.normalization
     images = visualize.to_uint8(batch["image"][:n], norm)
@@ -229,7 +258,37 @@ def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.nd
             reconstructions=recon,
             binary=binary,
         )
+    if host["readout"] is not None:
+        clusters, _, _ = _cluster(exp, host["readout"][:n], {k: v[:n] for k, v in batch.items()})
+        panels["readout/clusters"] = visualize.readout_panel(
+            images,
+            recon,
+            host["readout"][:n],
+            clusters,
+            batch["segmentation"][:n],
+            exp.config.data.max_objects + 1,
+        )
     return panels
+
+
+_READOUT_TARGETS = ("segmentation", "pixel_valid", "present", "valid")
+
+
+def _cluster(
+    exp: Experiment, points: np.ndarray, batch: dict[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Host step of the objective's read-out: k-means of points `[b, h, w, f]` per image."""
+    settings = exp.objective.readout
+    return readout.cluster_scores(
+        points,
+        batch["segmentation"],
+        batch["pixel_valid"],
+        batch["present"].sum(axis=-1) * batch["valid"],
+        exp.config.data.max_objects + 1,
+        num_clusters=settings.num_clusters,
+        seed=exp.config.seed,
+        n_init=settings.n_init,
+    )
 
 
 def evaluate(
@@ -239,19 +298,26 @@ def evaluate(
 
     Segmentation metrics are averaged over the images each one applies to; with a VQA
     probe configured, object features of every image are collected on the host and the
-    probe is trained and scored on a split of them.
+    probe is trained and scored on a split of them. With a read-out (synchrony models), its
+    points are clustered on the host per batch into `readout/ari_bg` and `readout/mbo`.
     """
     totals: dict[str, float] = {}
     counts: dict[str, float] = {}
     collected: dict[str, list[np.ndarray]] = {}
     num_images = 0
     for batch in pipeline.iterate(exp.eval_data):
-        out = exp.eval_step(state.variables, parallel.to_global(batch, exp.mesh))
+        global_batch = parallel.to_global(batch, exp.mesh)
+        out = exp.eval_step(state.variables, global_batch)
         host = parallel.to_host(
-            {k: out[k] for k in ("per_image", "weights", "features", "attributes")}
+            {k: out[k] for k in ("per_image", "weights", "features", "attributes", "readout")}
         )
         keep = host["attributes"].pop("valid")
         num_images += int(keep.sum())
+        if host["readout"] is not None:
+            targets = parallel.to_host({k: global_batch[k] for k in _READOUT_TARGETS})
+            _, scores, w = _cluster(exp, host["readout"], targets)
+            host["per_image"].update({f"readout/{k}": v for k, v in scores.items()})
+            host["weights"].update({f"readout/{k}": w for k in scores})
         for key, values in host["per_image"].items():
             w = host["weights"][key].astype(np.float64)
             totals[key] = totals.get(key, 0.0) + float(np.sum(values * w))
@@ -339,9 +405,5 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
             f"No checkpoint in {workdir}/checkpoints; train first "
             "(--mode train) or pass the --workdir of a finished run."
         )
-    with exp.mesh:
-        res = config.data.resolution
-        state = checkpoint.restore_latest(
-            manager, exp.init_state(np.zeros((1, res, res, 3), np.float32))
-        )
-        return evaluate(exp, state, workdir)
+    state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
+    return evaluate(exp, state, workdir)

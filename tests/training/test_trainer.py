@@ -118,3 +118,47 @@ def test_trains_on_clevr_with_masks_fixture_by_changing_data_only(data_dir, tmp_
     results = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert results["num_images"] == 2
     assert all(np.isfinite(v) for v in _losses(tmp_path / "run").values())
+
+
+def _tiny_synchrony_config(name: str, data_dir: str):
+    """A synchrony config's quick preset shrunk to seconds: 8 hidden channels, 4 steps."""
+    from configs import clevr_rotating, shapes_cae, shapes_rotating
+
+    module = {"shapes_rotating": shapes_rotating, "shapes_cae": shapes_cae}.get(
+        name, clevr_rotating
+    )
+    config = module.get_config("quick")
+    config.data.data_dir = data_dir
+    config.data[config.data.name].update(num_train=16, num_validation=4, num_test=6)
+    config.model.update(hidden_dim=8, linear_dim=16)
+    config.objective.n_init = 2
+    config.training.update(batch_size=8, num_steps=2, log_every=1, checkpoint_every=2)
+    config.evaluation.update(batch_size=8, num_images=2)
+    return config
+
+
+@pytest.mark.parametrize("name", ["shapes_rotating", "shapes_cae", "clevr_rotating"])
+def test_synchrony_experiment_end_to_end(data_dir, tmp_path, name):
+    config = _tiny_synchrony_config(name, data_dir)
+    trainer.train_and_evaluate(config, str(tmp_path))
+    results = json.loads((tmp_path / "eval.json").read_text())
+    losses = _losses(tmp_path)
+    assert sorted(losses) == [1, 2] and all(np.isfinite(v) for v in losses.values())
+    assert results["num_images"] == 6
+    assert -1.0 <= results["readout/ari_bg"] <= 1.0 and 0.0 <= results["readout/mbo"] <= 1.0
+    assert (tmp_path / "images" / "readout_clusters.png").exists()
+
+
+def test_rotating_model_rejects_signed_images(data_dir):
+    config = _tiny_synchrony_config("shapes_rotating", data_dir)
+    config.data.normalization = "signed"
+    exp = trainer.Experiment(config)
+    with pytest.raises(ValueError, match="data.normalization=unit"):
+        trainer._check_inputs(exp, exp.train_data[0])
+
+
+def test_wrong_channel_count_names_the_fix(data_dir):
+    config = _tiny_synchrony_config("shapes_cae", data_dir)
+    config.data.channels = 3
+    with pytest.raises(ValueError, match="data.channels=1"):
+        trainer.Experiment(config)

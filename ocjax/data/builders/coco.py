@@ -42,7 +42,7 @@ SPLIT_DIRS = {"train": "train2017", "validation": "val2017"}
 CROWD_RULES = ("drop", "keep")
 
 
-def _error(message: str) -> Exception:
+def dataset_error(message: str) -> Exception:
     """A `DatasetError` (imported late, since the registry imports this module)."""
     from ocjax.data.datasets import DatasetError  # pylint: disable=import-outside-toplevel
 
@@ -57,7 +57,7 @@ def annotation_path(manual_dir: str, split: str) -> str:
 def load_annotations(path: str) -> dict[str, Any]:
     """Reads a COCO instances JSON; DatasetError naming the file if it is missing or broken."""
     if not os.path.isfile(path):
-        raise _error(
+        raise dataset_error(
             f"COCO annotations {path} do not exist. Download annotations_trainval2017"
             f".zip and unpack it into the manual directory ({README_HINT})."
         )
@@ -65,13 +65,13 @@ def load_annotations(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
     except (OSError, ValueError) as error:
-        raise _error(
+        raise dataset_error(
             f"COCO annotations {path} could not be parsed ({error}); download and "
             f"unpack them again ({README_HINT})."
         ) from error
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
-        raise _error(
+        raise dataset_error(
             f"COCO annotations {path} lack the key(s) {missing}; this is not an "
             f"instances_*.json file. Use annotations/instances_*2017.json "
             f"({README_HINT})."
@@ -268,7 +268,7 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
             masks = [annotation_mask(a, height, width) for a in annotations]
             category_index = [categories.index(a["category_id"]) for a in annotations]
         except (KeyError, TypeError, ValueError) as error:
-            raise _error(
+            raise dataset_error(
                 f"{path}: an annotation of image id {record['id']} is malformed "
                 f"({type(error).__name__}: {error}); download the annotations "
                 f"again ({README_HINT})."
@@ -279,11 +279,11 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
             "image": image,
             "segmentation": ids[..., None],
             "ignore": ignore[..., None],
-            "objects": _objects(ids, kept, annotations, category_index),
+            "objects": objects_from_ids(ids, kept, annotations, category_index),
         }
 
 
-def _objects(
+def objects_from_ids(
     ids: np.ndarray, kept: list[int], annotations: list[dict], category_index: list[int]
 ) -> dict[str, np.ndarray]:
     """Per-object arrays `[n]` (and zero positions `[n, 3]`) for the kept annotations."""
@@ -313,7 +313,7 @@ def read_image(path: str) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as error:
-        raise _error(
+        raise dataset_error(
             f"COCO image {path} is missing or unreadable ({error}); unpack the "
             f"image archive again ({README_HINT})."
         ) from error
@@ -333,7 +333,7 @@ def coco_sources(
     for split in SPLIT_DIRS:
         path = annotation_path(manual_dir, split)
         if not os.path.isfile(path):
-            raise _error(
+            raise dataset_error(
                 f"COCO annotations {path} do not exist. Unpack "
                 f"annotations_trainval2017.zip into {manual_dir} ({README_HINT})."
             )
@@ -347,7 +347,7 @@ def coco_sources(
     except (ImportError, AttributeError, NameError, TypeError, RuntimeError):
         raise  # Bugs, a broken install, or a DatasetError that already says what to fix.
     except Exception as error:  # pylint: disable=broad-except
-        raise _error(
+        raise dataset_error(
             f"The COCO cache {cache} could not be written or read "
             f"({type(error).__name__}: {error}). Delete that directory and rerun."
         ) from error
