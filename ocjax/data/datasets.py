@@ -147,4 +147,10 @@ def load_sources(name: str, data_dir: str | None, options: Mapping[str, Any]) ->
         )
     if name not in DATASETS:
         raise DatasetError(f"Unknown dataset {name!r}; set data.name to one of {sorted(DATASETS)}.")
+    accepted = set(inspect.signature(DATASETS[name]).parameters) - {"data_dir"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise DatasetError(
+            f"Dataset {name!r} takes no option(s) {unknown}; its options are {sorted(accepted)}."
+        )
     return DATASETS[name](resolve_data_dir(data_dir), **options)

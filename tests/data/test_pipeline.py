@@ -121,7 +121,9 @@ def test_bad_data_dir_and_name(tmp_path):
     with pytest.raises(DatasetError, match="not a readable and writable directory"):
         load_sources("clevr_like", str(not_a_dir), OPTIONS)
     with pytest.raises(DatasetError, match="data.name"):
-        load_sources("clevr", str(tmp_path), OPTIONS)
+        load_sources("clevr_v2", str(tmp_path), OPTIONS)
+    with pytest.raises(DatasetError, match=r"takes no option\(s\) \['min_objects'"):
+        load_sources("clevr", str(tmp_path), dict(OPTIONS, manual_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="min_objects"):
         load_sources("clevr_like", str(tmp_path), dict(OPTIONS, min_objects=5))
 
