@@ -27,6 +27,7 @@ Presets combine with `+`, e.g. `configs/clevr_slots.py:slot_ctr_img+quick`.
 import ml_collections
 
 from ocjax.data.datasets import default_options
+from ocjax.training import sections
 
 PRESETS = (
     "slot_cossim",
@@ -119,34 +120,13 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
         )
     )
 
-    config.training = ml_collections.ConfigDict(
-        dict(
-            batch_size=64,
-            num_epochs=10.0,
-            num_steps=ml_collections.config_dict.placeholder(int),
-            log_every=100,
-            checkpoint_every=2_000,
-            image_every=2_000,
-            keep_checkpoints=3,
-        )
+    config.training = sections.training(64, num_epochs=10.0, checkpoint_every=2_000)
+    # Linear VQA probe: trained on the first 75% of the evaluated images, AP on the rest.
+    probe = dict(
+        steps=10_000, learning_rate=1e-2, weight_decay=1e-4, pos_weight=14.0, train_fraction=0.75
     )
-    config.evaluation = ml_collections.ConfigDict(
-        dict(
-            split="test",
-            batch_size=64,
-            max_examples=ml_collections.config_dict.placeholder(int),
-            num_images=8,
-            # Linear VQA probe: trained on the first 75% of the evaluated images, AP on the rest.
-            probe=dict(
-                steps=10_000,
-                learning_rate=1e-2,
-                weight_decay=1e-4,
-                pos_weight=14.0,
-                train_fraction=0.75,
-            ),
-        )
-    )
-    config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+    config.evaluation = sections.evaluation(probe=probe)
+    config.mesh = sections.mesh()
 
     for preset in filter(None, presets.split("+")):
         _apply(config, preset)

@@ -18,6 +18,7 @@ combinable with `+`.
 import ml_collections
 
 from ocjax.data.datasets import default_options
+from ocjax.training import sections
 
 PRESETS = ("3shapes", "quick")
 
@@ -62,26 +63,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         )
     )
 
-    config.training = ml_collections.ConfigDict(
-        dict(
-            batch_size=64,
-            num_steps=10_000,
-            num_epochs=ml_collections.config_dict.placeholder(float),
-            log_every=100,
-            checkpoint_every=2_000,
-            image_every=2_000,
-            keep_checkpoints=3,
-        )
-    )
-    config.evaluation = ml_collections.ConfigDict(
-        dict(
-            split="test",
-            batch_size=64,
-            max_examples=ml_collections.config_dict.placeholder(int),
-            num_images=8,
-        )
-    )
-    config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+    config.training = sections.training(64, num_steps=10_000, checkpoint_every=2_000)
+    config.evaluation = sections.evaluation()
+    config.mesh = sections.mesh()
 
     if "3shapes" in presets:
         config.data.max_objects = 3

@@ -18,6 +18,7 @@ on a 2-core CPU), combinable with `+` (e.g. `4shapes_rgb+quick`).
 import ml_collections
 
 from ocjax.data.datasets import default_options
+from ocjax.training import sections
 
 PRESETS = ("4shapes_rgb", "4shapes_rgbd", "10shapes", "quick")
 
@@ -62,26 +63,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         )
     )
 
-    config.training = ml_collections.ConfigDict(
-        dict(
-            batch_size=64,
-            num_steps=100_000,
-            num_epochs=ml_collections.config_dict.placeholder(float),
-            log_every=100,
-            checkpoint_every=5_000,
-            image_every=5_000,
-            keep_checkpoints=3,
-        )
-    )
-    config.evaluation = ml_collections.ConfigDict(
-        dict(
-            split="test",
-            batch_size=64,
-            max_examples=ml_collections.config_dict.placeholder(int),
-            num_images=8,
-        )
-    )
-    config.mesh = ml_collections.ConfigDict(dict(num_devices=-1))
+    config.training = sections.training(64, num_steps=100_000, checkpoint_every=5_000)
+    config.evaluation = sections.evaluation()
+    config.mesh = sections.mesh()
 
     if "4shapes_rgb" in presets:
         config.data.channels = 3

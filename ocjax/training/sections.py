@@ -1,0 +1,50 @@
+"""Config sections every experiment shares: the training loop, evaluation and the mesh."""
+
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def training(
+    batch_size: int,
+    *,
+    num_steps: int | None = None,
+    num_epochs: float | None = None,
+    log_every: int = 100,
+    checkpoint_every: int = 5_000,
+    image_every: int | None = None,
+    keep_checkpoints: int = 3,
+) -> ml_collections.ConfigDict:
+    """The `training` section; set exactly one of `num_steps` and `num_epochs`."""
+    return ml_collections.ConfigDict(
+        dict(
+            batch_size=batch_size,
+            num_steps=config_dict.placeholder(int) if num_steps is None else num_steps,
+            num_epochs=config_dict.placeholder(float) if num_epochs is None else num_epochs,
+            log_every=log_every,
+            checkpoint_every=checkpoint_every,
+            image_every=checkpoint_every if image_every is None else image_every,
+            keep_checkpoints=keep_checkpoints,
+        )
+    )
+
+
+def evaluation(
+    batch_size: int = 64, *, split: str = "test", num_images: int = 8, **extra: Any
+) -> ml_collections.ConfigDict:
+    """The `evaluation` section: split, batch, pictures, and any extras (e.g. `probe`)."""
+    return ml_collections.ConfigDict(
+        dict(
+            split=split,
+            batch_size=batch_size,
+            max_examples=config_dict.placeholder(int),
+            num_images=num_images,
+            **extra,
+        )
+    )
+
+
+def mesh(num_devices: int = -1) -> ml_collections.ConfigDict:
+    """The `mesh` section: a 1-D data-parallel mesh over `num_devices` (-1: all)."""
+    return ml_collections.ConfigDict(dict(num_devices=num_devices))
