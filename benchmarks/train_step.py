@@ -38,9 +38,12 @@ def random_batch(config, batch_size: int) -> dict[str, np.ndarray]:
     """Random inputs with the shapes and dtypes the config's pipeline produces."""
     rng = np.random.default_rng(0)
     res, k = config.data.resolution, config.data.max_objects
+    channels = config.data.get("channels", 3)
+    low = 0.0 if config.data.get("normalization") == "unit" else -1.0
     batch = {
-        "image": rng.uniform(-1, 1, (batch_size, res, res, 3)).astype(np.float32),
+        "image": rng.uniform(low, 1, (batch_size, res, res, channels)).astype(np.float32),
         "segmentation": rng.integers(0, k + 1, (batch_size, res, res)).astype(np.int32),
+        "pixel_valid": np.ones((batch_size, res, res), bool),
         "valid": np.ones(batch_size, bool),
     }
     if config.data.get("views") is not None:
