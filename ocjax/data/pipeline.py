@@ -72,10 +72,11 @@ class ScenePreprocess:
         else:
             out["image"] = augment.normalize(_unit(image))
         out["segmentation"] = out["segmentation"].astype(np.int32)
-        if "pixel_valid" in example and self.views is None:
+        out["pixel_valid"] = np.ones(out["segmentation"].shape, bool)
+        if self.views is None and "pixel_valid" in example:
             out["pixel_valid"] = np.asarray(example["pixel_valid"], bool)
-        else:
-            out["pixel_valid"] = np.ones(out["segmentation"].shape, bool)
+        elif self.views is None and "ignore" in example:  # COCO: overlaps, dropped instances.
+            out["pixel_valid"] = np.asarray(example["ignore"])[..., 0] == 0
         out["valid"] = np.array(True)
         out["present"] = np.arange(self.max_objects) < num_objects
         for key in ("shape", "color", "material", "size"):

@@ -74,26 +74,27 @@ def eval_step(
     """Outputs, masks, features, read-out points, object attributes and per-image metrics `[b]`.
 
     For each kind of predicted mask: FG-ARI, ARI, mBO and Hungarian mIoU of the argmax
-    segmentation, plus Otsu-IoU/Dice for the kinds the objective names. Padded rows and
+    segmentation, plus Otsu-IoU/Dice for the kinds the objective names, over the pixels
+    whose `pixel_valid` is True (overlaps and ignored regions excluded). Padded rows and
     images without foreground get weight 0. `readout` holds the objective's read-out points
     `[b, h, w, f]` for host-side clustering (None without a read-out).
     """
     outputs = model.apply(variables, batch["image"], train=False, rngs={"slots": rng})
-    true_ids, valid = batch["segmentation"], batch["valid"]
-    has_fg = seg.has_foreground(true_ids) & valid
+    true_ids, valid, pixels = batch["segmentation"], batch["valid"], batch["pixel_valid"]
+    has_fg = seg.has_foreground(true_ids, valid=pixels) & valid
     per_image, weights = {}, {}
     masks = objective.masks(outputs, true_ids.shape[1:])
     for name, m in masks.items():
         pred_ids, num_pred = seg.ids_from_masks(m), m.shape[1]
         scores = {
-            "fg_ari": seg.fg_ari(true_ids, pred_ids, num_true, num_pred),
-            "ari": seg.ari(true_ids, pred_ids, num_true, num_pred),
-            "mbo": seg.mbo(true_ids, pred_ids, num_true, num_pred),
-            "miou": seg.miou(true_ids, pred_ids, num_true, num_pred),
+            "fg_ari": seg.fg_ari(true_ids, pred_ids, num_true, num_pred, valid=pixels),
+            "ari": seg.ari(true_ids, pred_ids, num_true, num_pred, valid=pixels),
+            "mbo": seg.mbo(true_ids, pred_ids, num_true, num_pred, valid=pixels),
+            "miou": seg.miou(true_ids, pred_ids, num_true, num_pred, valid=pixels),
         }
         if name in objective.otsu_masks:
-            scores["otsu_iou"] = otsu.otsu_iou(m, true_ids, num_true)
-            scores["otsu_dice"] = otsu.otsu_dice(m, true_ids, num_true)
+            scores["otsu_iou"] = otsu.otsu_iou(m, true_ids, num_true, valid=pixels)
+            scores["otsu_dice"] = otsu.otsu_dice(m, true_ids, num_true, valid=pixels)
         for metric, values in scores.items():
             per_image[f"{name}/{metric}"] = values
             weights[f"{name}/{metric}"] = valid if metric == "ari" else has_fg

@@ -149,3 +149,13 @@ def test_two_view_batches_are_deterministic_and_differ_across_epochs(sources):
     }
     assert first.keys() == second.keys()
     assert sum(not np.array_equal(first[k], second[k]) for k in first) > 40
+
+
+def test_ignore_mask_becomes_pixel_valid(sources):
+    example = dict(sources["train"][0])
+    ignore = np.zeros(example["segmentation"].shape, np.uint8)
+    ignore[:5, :7] = 1
+    out = pipeline.ScenePreprocess(max_objects=4)(dict(example, ignore=ignore))
+    assert out["pixel_valid"].shape == (32, 32)
+    assert not out["pixel_valid"][:5, :7].any() and out["pixel_valid"].sum() == 32 * 32 - 35
+    assert pipeline.ScenePreprocess(max_objects=4)(example)["pixel_valid"].all()
