@@ -40,6 +40,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from ocjax.data.builders import coco
+from ocjax.data.builders.features import scene_features
 from ocjax.data.generators import clevr_like
 
 README_HINT = "README section Datasets"
@@ -158,32 +159,19 @@ class ClevrV1(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         res = self.builder_config.resolution
-        int_vec = tfds.features.Tensor(shape=(None,), dtype=np.int32)
-        vec3 = tfds.features.Tensor(shape=(None, 3), dtype=np.float32)
         return tfds.core.DatasetInfo(
             builder=self,
             description="CLEVR v1.0 scenes with object attributes in the ocjax structure.",
             disable_shuffling=True,
-            features=tfds.features.FeaturesDict(
-                {
-                    "index": np.int64,
-                    "image": tfds.features.Image(shape=(res, res, 3)),
-                    "segmentation": tfds.features.Image(shape=(res, res, 1)),
-                    "ignore": tfds.features.Image(shape=(res, res, 1)),
-                    "has_masks": np.bool_,
-                    "objects": tfds.features.FeaturesDict(
-                        {
-                            "shape": int_vec,
-                            "color": int_vec,
-                            "material": int_vec,
-                            "size": int_vec,
-                            "visible": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-                            "position": vec3,
-                            "pixel_coords": vec3,
-                            "rotation": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                        }
-                    ),
-                }
+            features=scene_features(
+                tfds.features.Image(shape=(res, res, 3)),
+                tfds.features.Image(shape=(res, res, 1)),
+                objects={
+                    "pixel_coords": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
+                    "rotation": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+                },
+                ignore=tfds.features.Image(shape=(res, res, 1)),
+                has_masks=np.bool_,
             ),
         )
 

@@ -6,13 +6,14 @@ random access, so the same tfds code path serves these scenes and the real datas
 """
 
 import dataclasses
-import os
 import multiprocessing
+import os
 from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ocjax.data.builders.features import int_vector, scene_features
 from ocjax.data.generators import clevr_like
 
 SPLITS = ("train", "validation", "test")
@@ -95,29 +96,17 @@ class ClevrLike(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         res = self.builder_config.resolution
-        int_vec = tfds.features.Tensor(shape=(None,), dtype=np.int32)
         return tfds.core.DatasetInfo(
             builder=self,
             description="Procedurally rendered CLEVR-like scenes (ocjax).",
-            features=tfds.features.FeaturesDict(
-                {
-                    "index": np.int64,
-                    "image": tfds.features.Image(shape=(res, res, 3)),
-                    "segmentation": tfds.features.Image(shape=(res, res, 1)),
-                    "objects": tfds.features.FeaturesDict(
-                        {
-                            "shape": int_vec,
-                            "color": int_vec,
-                            "material": int_vec,
-                            "size": int_vec,
-                            "num_pixels": int_vec,
-                            "visible": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-                            "rotation": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-                            "position": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
-                            "pixel_coords": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
-                        }
-                    ),
-                }
+            features=scene_features(
+                tfds.features.Image(shape=(res, res, 3)),
+                tfds.features.Image(shape=(res, res, 1)),
+                objects={
+                    "num_pixels": int_vector(),
+                    "rotation": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+                    "pixel_coords": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
+                },
             ),
         )
 

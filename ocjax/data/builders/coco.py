@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
 from ocjax.data import augment
+from ocjax.data.builders.features import int_vector, scene_features
 
 README_HINT = "see README section Datasets"
 SPLIT_DIRS = {"train": "train2017", "validation": "val2017"}
@@ -202,31 +203,19 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         res = self.builder_config.resolution
-        int_vec = tfds.features.Tensor(shape=(None,), dtype=np.int32)
         return tfds.core.DatasetInfo(
             builder=self,
             description="COCO 2017 instance masks in the ocjax scene structure.",
             disable_shuffling=True,
-            features=tfds.features.FeaturesDict(
-                {
-                    "index": np.int64,
-                    "image": tfds.features.Image(shape=(res, res, 3)),
-                    "segmentation": tfds.features.Image(shape=(res, res, 1)),
-                    "ignore": tfds.features.Image(shape=(res, res, 1)),
-                    "objects": tfds.features.FeaturesDict(
-                        {
-                            "shape": int_vec,
-                            "color": int_vec,
-                            "material": int_vec,
-                            "size": int_vec,
-                            "num_pixels": int_vec,
-                            "category_id": int_vec,
-                            "is_crowd": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-                            "visible": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-                            "position": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
-                        }
-                    ),
-                }
+            features=scene_features(
+                tfds.features.Image(shape=(res, res, 3)),
+                tfds.features.Image(shape=(res, res, 1)),
+                objects={
+                    "num_pixels": int_vector(),
+                    "category_id": int_vector(),
+                    "is_crowd": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
+                },
+                ignore=tfds.features.Image(shape=(res, res, 1)),
             ),
         )
 

@@ -49,6 +49,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from ocjax.data import augment
+from ocjax.data.builders.features import int_vector, scene_features
 from ocjax.data.generators import clevr_like
 
 SPLITS = ("train", "validation", "test")
@@ -503,28 +504,14 @@ class MultiObject(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         height, width = self.builder_config.output_size()
-        int_vec = tfds.features.Tensor(shape=(None,), dtype=np.int32)
         return tfds.core.DatasetInfo(
             builder=self,
             description="DeepMind multi-object datasets in the ocjax scene structure.",
             disable_shuffling=True,
-            features=tfds.features.FeaturesDict(
-                {
-                    "index": np.int64,
-                    "image": tfds.features.Image(shape=(height, width, 3)),
-                    "segmentation": tfds.features.Image(shape=(height, width, 1)),
-                    "objects": tfds.features.FeaturesDict(
-                        {
-                            "shape": int_vec,
-                            "color": int_vec,
-                            "material": int_vec,
-                            "size": int_vec,
-                            "num_pixels": int_vec,
-                            "visible": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-                            "position": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
-                        }
-                    ),
-                }
+            features=scene_features(
+                tfds.features.Image(shape=(height, width, 3)),
+                tfds.features.Image(shape=(height, width, 1)),
+                objects={"num_pixels": int_vector()},
             ),
         )
 

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ocjax.data.builders.clevr_like import SPLITS, scene_seed
+from ocjax.data.builders.features import scene_features
 from ocjax.data.generators import shapes
 
 
@@ -95,35 +96,15 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config
         res, channels = config.resolution, config.num_channels
-        int_vec = tfds.features.Tensor(shape=(None,), dtype=np.int32)
         zlib = tfds.features.Encoding.ZLIB
         return tfds.core.DatasetInfo(
             builder=self,
             description="Procedurally rendered Shapes images (ocjax).",
-            features=tfds.features.FeaturesDict(
-                {
-                    "index": np.int64,
-                    "image": tfds.features.Tensor(
-                        shape=(res, res, channels), dtype=np.float32, encoding=zlib
-                    ),
-                    "labels": tfds.features.Tensor(shape=(res, res), dtype=np.int32, encoding=zlib),
-                    "segmentation": tfds.features.Tensor(
-                        shape=(res, res, 1), dtype=np.uint8, encoding=zlib
-                    ),
-                    "pixel_valid": tfds.features.Tensor(
-                        shape=(res, res), dtype=np.bool_, encoding=zlib
-                    ),
-                    "objects": tfds.features.FeaturesDict(
-                        {
-                            "shape": int_vec,
-                            "color": int_vec,
-                            "material": int_vec,
-                            "size": int_vec,
-                            "visible": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-                            "position": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
-                        }
-                    ),
-                }
+            features=scene_features(
+                tfds.features.Tensor(shape=(res, res, channels), dtype=np.float32, encoding=zlib),
+                tfds.features.Tensor(shape=(res, res, 1), dtype=np.uint8, encoding=zlib),
+                labels=tfds.features.Tensor(shape=(res, res), dtype=np.int32, encoding=zlib),
+                pixel_valid=tfds.features.Tensor(shape=(res, res), dtype=np.bool_, encoding=zlib),
             ),
         )
 

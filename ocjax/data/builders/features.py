@@ -1,0 +1,40 @@
+"""The tfds feature schema every scene dataset shares, so `ScenePreprocess` can read any of them."""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+
+def int_vector() -> tfds.features.Tensor:
+    """A variable-length int32 vector `[num_objects]`."""
+    return tfds.features.Tensor(shape=(None,), dtype=np.int32)
+
+
+def scene_features(
+    image: tfds.features.FeatureConnector,
+    segmentation: tfds.features.FeatureConnector,
+    objects: dict[str, tfds.features.FeatureConnector] | None = None,
+    **extra: tfds.features.FeatureConnector,
+) -> tfds.features.FeaturesDict:
+    """`index`, `image`, `segmentation`, the common `objects` fields and dataset extras.
+
+    Every dataset stores per object `shape`, `color`, `material`, `size` (int32, -1 where a
+    dataset has no such attribute), `visible` (bool) and `position` (float32 `[n, 3]`);
+    `objects` adds dataset-specific per-object fields, `extra` top-level ones.
+    """
+    common = {
+        "shape": int_vector(),
+        "color": int_vector(),
+        "material": int_vector(),
+        "size": int_vector(),
+        "visible": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
+        "position": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
+    }
+    return tfds.features.FeaturesDict(
+        {
+            "index": np.int64,
+            "image": image,
+            "segmentation": segmentation,
+            "objects": tfds.features.FeaturesDict({**common, **(objects or {})}),
+            **extra,
+        }
+    )
