@@ -15,7 +15,6 @@ Presets (after a colon): `quick`, a ~3 minute smoke run on a 2-core CPU at 32x32
 
 import ml_collections
 
-from ocjax.data.datasets import default_options
 from ocjax.training import sections
 
 
@@ -29,14 +28,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.objective.num_clusters = ml_collections.config_dict.placeholder(int)  # objects + 1
 
     # Data: rendered CLEVR-like scenes, 3-6 objects (CLEVR6), 128x128 RGB in [0, 1].
-    config.data = ml_collections.ConfigDict()
-    config.data.name = "clevr_like"
-    config.data.data_dir = ml_collections.config_dict.placeholder(str)
-    config.data.resolution = 128
-    config.data.channels = 3
-    config.data.max_objects = 6
-    config.data.normalization = "unit"
-    config.data.update(default_options())  # data.<dataset>.<option> for every dataset.
+    config.data = sections.data("clevr_like", 128, max_objects=6, channels=3, normalization="unit")
     config.data.clevr_like.update(
         min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
     )

@@ -14,7 +14,6 @@ Presets (after a colon): `quick` finishes on a 2-core CPU in a few minutes.
 
 import ml_collections
 
-from ocjax.data.datasets import default_options
 from ocjax.training import sections
 
 
@@ -25,12 +24,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.objective = ml_collections.ConfigDict(dict(name="autoencoder"))
 
     # Data: rendered CLEVR-like scenes, 3-6 objects (CLEVR6), 128x128.
-    config.data = ml_collections.ConfigDict()
-    config.data.name = "clevr_like"
-    config.data.data_dir = ml_collections.config_dict.placeholder(str)
-    config.data.resolution = 128
-    config.data.max_objects = 6
-    config.data.update(default_options())  # data.<dataset>.<option> for every dataset.
+    config.data = sections.data("clevr_like", 128, max_objects=6)
     config.data.clevr_like.update(
         min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
     )

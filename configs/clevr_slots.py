@@ -26,7 +26,6 @@ Presets combine with `+`, e.g. `configs/clevr_slots.py:slot_ctr_img+quick`.
 
 import ml_collections
 
-from ocjax.data.datasets import default_options
 from ocjax.training import sections
 
 PRESETS = (
@@ -47,12 +46,7 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
     config.seed = 0
 
     # Data: CLEVR-like scenes with up to 10 objects (as in CLEVR), 128x128, two views each.
-    config.data = ml_collections.ConfigDict()
-    config.data.name = "clevr_like"
-    config.data.data_dir = ml_collections.config_dict.placeholder(str)
-    config.data.resolution = 128
-    config.data.max_objects = 10
-    config.data.update(default_options())  # data.<dataset>.<option> for every dataset.
+    config.data = sections.data("clevr_like", 128, max_objects=10)
     config.data.clevr_like.update(
         min_objects=3, num_train=70_000, num_validation=15_000, num_test=15_000, seed=0
     )

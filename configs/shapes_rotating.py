@@ -17,7 +17,6 @@ on a 2-core CPU), combinable with `+` (e.g. `4shapes_rgb+quick`).
 
 import ml_collections
 
-from ocjax.data.datasets import default_options
 from ocjax.training import sections
 
 PRESETS = ("4shapes_rgb", "4shapes_rgbd", "10shapes", "quick")
@@ -37,14 +36,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     config.objective.num_clusters = ml_collections.config_dict.placeholder(int)  # objects + 1
 
     # Data: rendered 4Shapes, 32x32 greyscale in [0, 1] (Rotating Features need inputs >= 0).
-    config.data = ml_collections.ConfigDict()
-    config.data.name = "shapes"
-    config.data.data_dir = ml_collections.config_dict.placeholder(str)
-    config.data.resolution = 32
-    config.data.channels = 1
-    config.data.max_objects = 4
-    config.data.normalization = "unit"
-    config.data.update(default_options())  # data.<dataset>.<option> for every dataset.
+    config.data = sections.data("shapes", 32, max_objects=4, channels=1, normalization="unit")
     config.data.shapes.update(
         variant="4shapes", num_train=50_000, num_validation=10_000, num_test=10_000, seed=0
     )

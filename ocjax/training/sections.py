@@ -5,6 +5,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from ocjax.data.datasets import default_options
+
 
 def training(
     batch_size: int,
@@ -48,3 +50,23 @@ def evaluation(
 def mesh(num_devices: int = -1) -> ml_collections.ConfigDict:
     """The `mesh` section: a 1-D data-parallel mesh over `num_devices` (-1: all)."""
     return ml_collections.ConfigDict(dict(num_devices=num_devices))
+
+
+def data(name: str, resolution: int, max_objects: int, **fields: Any) -> ml_collections.ConfigDict:
+    """The `data` section: dataset `name` at `resolution`, objects padded to `max_objects`.
+
+    It carries `data.<dataset>.<option>` for every registered dataset (their readers'
+    defaults) so that switching `data.name` on the command line needs no new keys; `fields`
+    adds values such as `channels` or `normalization`.
+    """
+    section = ml_collections.ConfigDict(
+        dict(
+            name=name,
+            data_dir=config_dict.placeholder(str),
+            resolution=resolution,
+            max_objects=max_objects,
+            **fields,
+        )
+    )
+    section.update(default_options())
+    return section
