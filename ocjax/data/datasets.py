@@ -9,7 +9,8 @@ import ml_collections
 from ocjax.data.builders import clevr, coco, coco_panoptic, multi_object
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
 from ocjax.data.builders.shapes import Shapes, ShapesConfig
-from ocjax.data.generators import clevr_like
+from ocjax.data.builders.tetrominoes_like import TetrominoesLike, TetrominoesLikeConfig
+from ocjax.data.generators import clevr_like, tetrominoes
 
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
@@ -79,6 +80,35 @@ def shapes_sources(
     )
 
 
+def tetrominoes_like_sources(
+    data_dir: str,
+    *,
+    resolution: int,
+    max_objects: int,
+    num_train: int = 60_000,
+    num_validation: int = 1_000,
+    num_test: int = 320,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Renders the embedded Tetrominoes (35x35, 3 pieces) on first use, then opens them."""
+    if resolution != tetrominoes.RESOLUTION:
+        raise ValueError(
+            f"Embedded Tetrominoes are {tetrominoes.RESOLUTION}x{tetrominoes.RESOLUTION}; "
+            f"set data.resolution={tetrominoes.RESOLUTION} (got {resolution})."
+        )
+    if max_objects < tetrominoes.NUM_PIECES:
+        raise ValueError(
+            f"Embedded Tetrominoes have {tetrominoes.NUM_PIECES} pieces per image but "
+            f"data.max_objects is {max_objects}; set it to at least {tetrominoes.NUM_PIECES}."
+        )
+    config = TetrominoesLikeConfig.make(num_train, num_validation, num_test, seed)
+    return _prepare(
+        lambda: TetrominoesLike(config=config, data_dir=data_dir, file_format="array_record"),
+        "embedded Tetrominoes",
+        os.path.join(data_dir, "tetrominoes_like", config.name),
+    )
+
+
 def _prepare(make_builder: Callable[[], Any], label: str, cache: str) -> dict[str, Any]:
     """Builds, renders if missing and opens a builder's splits; cache faults become errors."""
     try:
@@ -113,6 +143,7 @@ DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "coco_panoptic": coco_panoptic.coco_panoptic_sources,
     "clevr": clevr.clevr_sources,
     "shapes": shapes_sources,
+    "tetrominoes_like": tetrominoes_like_sources,
 }
 # Set by the config's `data` section itself rather than per dataset.
 _SHARED_OPTIONS = ("data_dir", "resolution", "max_objects")
