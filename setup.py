@@ -21,6 +21,7 @@ setuptools.setup(
         "scipy>=1.11",
         "pillow>=10.0",
         "tqdm>=4.66",
+        "matplotlib>=3.8",
         "tensorboardX>=2.6",
         "tensorflow-datasets>=4.9.6",
         "array_record>=0.5",

@@ -33,15 +33,29 @@ def training(
 
 
 def evaluation(
-    batch_size: int = 64, *, split: str = "test", num_images: int = 8, **extra: Any
+    batch_size: int = 64,
+    *,
+    split: str = "test",
+    num_images: int = 8,
+    every_steps: int | None = None,
+    heldout_split: str = "validation",
+    heldout_examples: int = 256,
+    **extra: Any,
 ) -> ml_collections.ConfigDict:
-    """The `evaluation` section: split, batch, pictures, and any extras (e.g. `probe`)."""
+    """The `evaluation` section: split, batch, pictures, and any extras (e.g. `probe`).
+
+    With `every_steps`, training also scores the first `heldout_examples` images of
+    `heldout_split` every `every_steps` steps, logged as `eval/<metric>` (no VQA probe).
+    """
     return ml_collections.ConfigDict(
         dict(
             split=split,
             batch_size=batch_size,
             max_examples=config_dict.placeholder(int),
             num_images=num_images,
+            every_steps=config_dict.placeholder(int) if every_steps is None else every_steps,
+            heldout_split=heldout_split,
+            heldout_examples=heldout_examples,
             **extra,
         )
     )

@@ -86,13 +86,16 @@ class Experiment:
             process_index=jax.process_index(),
             process_count=jax.process_count(),
         )
-        self.eval_data = pipeline.evaluation_batches(
-            self.sources[config.evaluation.split],
-            pipeline.ScenePreprocess(config.data.max_objects, normalization),
-            batch_size=self.eval_batch_size,
-            max_examples=config.evaluation.max_examples,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
+        self.eval_data = self._evaluation_batches(
+            config.evaluation.split, config.evaluation.max_examples
+        )
+        # A fixed held-out subset scored every `evaluation.every_steps` during training.
+        self.heldout_data = (
+            self._evaluation_batches(
+                config.evaluation.heldout_split, config.evaluation.heldout_examples
+            )
+            if config.evaluation.get("every_steps")
+            else None
         )
 
         replicated = parallel.replicated(self.mesh)
@@ -121,6 +124,22 @@ class Experiment:
                 num_true=config.data.max_objects + 1,
             ),
             in_shardings=(state_sharding.variables, batch),
+        )
+
+    def _evaluation_batches(self, split: str, max_examples: int | None) -> Any:
+        """This host's share of the first `max_examples` (None: all) examples of `split`."""
+        if split not in self.sources:
+            raise ValueError(
+                f"Dataset {self.config.data.name!r} has no split {split!r} to evaluate on; "
+                f"its splits are {sorted(self.sources)}."
+            )
+        return pipeline.evaluation_batches(
+            self.sources[split],
+            pipeline.ScenePreprocess(self.config.data.max_objects, self.normalization),
+            batch_size=self.eval_batch_size,
+            max_examples=max_examples,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
         )
 
     def dummy_images(self) -> np.ndarray:
@@ -209,6 +228,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             checkpoint.save(manager, state)
         if step % cfg.image_every == 0:
             writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
+        if exp.heldout_data is not None and step % config.evaluation.every_steps == 0:
+            heldout = compute_metrics(exp, state, exp.heldout_data, probe=False)
+            writer.scalars(step, {f"eval/{k}": v for k, v in heldout.items()})
     progress.close()
     manager.wait_until_finished()
     evaluate(exp, state, workdir, writer)
@@ -291,21 +313,21 @@ def _cluster(
     )
 
 
-def evaluate(
-    exp: Experiment, state: TrainState, workdir: str, writer: MetricWriter | None = None
-) -> dict[str, Any]:
-    """Metrics over the evaluation split -> `workdir/eval.json`, pictures -> `workdir/images/`.
+def compute_metrics(
+    exp: Experiment, state: TrainState, data: Any, *, probe: bool = True
+) -> dict[str, float]:
+    """Per-image metrics averaged over the images of `data` (evaluation batches) they apply to.
 
-    Segmentation metrics are averaged over the images each one applies to; with a VQA
-    probe configured, object features of every image are collected on the host and the
-    probe is trained and scored on a split of them. With a read-out (synchrony models), its
-    points are clustered on the host per batch into `readout/ari_bg` and `readout/mbo`.
+    With a read-out (synchrony models) its points are clustered on the host per batch into
+    `readout/ari_bg` and `readout/mbo`; with `probe` and a VQA probe configured, object
+    features of every image are collected on the host and the probe is trained and scored
+    on a split of them (`vqa/...`). Also `num_images`.
     """
     totals: dict[str, float] = {}
     counts: dict[str, float] = {}
     collected: dict[str, list[np.ndarray]] = {}
     num_images = 0
-    for batch in pipeline.iterate(exp.eval_data):
+    for batch in pipeline.iterate(data):
         global_batch = parallel.to_global(batch, exp.mesh)
         out = exp.eval_step(state.variables, global_batch)
         host = parallel.to_host(
@@ -322,16 +344,10 @@ def evaluate(
             w = host["weights"][key].astype(np.float64)
             totals[key] = totals.get(key, 0.0) + float(np.sum(values * w))
             counts[key] = counts.get(key, 0.0) + float(np.sum(w))
-        if host["features"] is not None:
+        if probe and host["features"] is not None:
             for key, values in dict(host["attributes"], features=host["features"]).items():
                 collected.setdefault(key, []).append(values[keep])
-    step = int(jax.device_get(state.step))
-    results = {
-        "step": step,
-        "split": exp.config.evaluation.split,
-        "num_images": num_images,
-        **{k: totals[k] / counts[k] if counts[k] else None for k in sorted(totals)},
-    }
+    results = {k: totals[k] / counts[k] for k in sorted(totals) if counts[k]}
     if collected and exp.config.evaluation.get("probe") is not None:
         results.update(
             _vqa_probe(
@@ -340,6 +356,21 @@ def evaluate(
                 **exp.config.evaluation.probe,
             )
         )
+    results["num_images"] = num_images
+    return results
+
+
+def evaluate(
+    exp: Experiment, state: TrainState, workdir: str, writer: MetricWriter | None = None
+) -> dict[str, Any]:
+    """Metrics over the evaluation split -> `workdir/eval.json`, pictures -> `workdir/images/`.
+
+    See `compute_metrics`; a metric that applies to no image (e.g. FG-ARI on scenes without
+    foreground) is absent. TensorBoard and `metrics.jsonl` get them as `<split>/<metric>`.
+    """
+    step = int(jax.device_get(state.step))
+    split = exp.config.evaluation.split
+    results = {"step": step, "split": split, **compute_metrics(exp, state, exp.eval_data)}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
@@ -350,7 +381,7 @@ def evaluate(
             )
         if writer is not None:
             writer.scalars(
-                step, {f"eval/{k}": v for k, v in results.items() if isinstance(v, float)}
+                step, {f"{split}/{k}": v for k, v in results.items() if isinstance(v, float)}
             )
             writer.images(step, pictures)
     return results

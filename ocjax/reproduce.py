@@ -1,0 +1,348 @@
+r"""Reproduction driver: run a named CPU protocol end to end and record the result.
+
+    python -m ocjax.reproduce cae_2shapes --seeds 3
+    python -m ocjax.reproduce --list
+
+A protocol (`PROTOCOLS`) names a config preset (`:cpu`, the paper's protocol scaled to about
+an hour on a 2-core CPU, see each config's docstring), the metric the paper reports and the
+target. For each seed the driver trains and evaluates into `<workroot>/<name>/seed<k>`
+(rerunning the command resumes unfinished seeds and reuses finished ones), then appends a
+row to `docs/reproductions.md` (system, data, protocol, steps, seeds, metric mean ± std,
+paper, target, wall time, machine, date, commit) and writes the learning curve
+(`<name>_curve.png`: held-out metric and training loss against step, one line per seed) and
+the first seed's mask picture (`<name>_masks.png`) into `docs/reproductions/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLE_HEADER = (
+    "| protocol | system | data | steps | seeds | metric | result (mean ± std) | paper | target "
+    "| reached | wall time | machine | date | commit | curve | masks |"
+)
+TABLE_COLUMNS = [c.strip() for c in TABLE_HEADER.strip("|").split("|")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """One reproduction: a config preset, the metric the paper reports and the target here."""
+
+    system: str
+    data: str
+    config: str  # `path.py:preset`, relative to the repository root.
+    metric: str  # Key of eval.json, e.g. "decoder/fg_ari".
+    metric_label: str
+    paper: str
+    target: float
+    picture: str  # Stem of the picture under images/ (e.g. "slots_decoder").
+    extra_metrics: tuple[tuple[str, str], ...] = ()  # (eval.json key, label) also reported.
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "sa_ae_tetrominoes": Protocol(
+        system="Slot Attention AE",
+        data="embedded Tetrominoes 35×35, 4 slots",
+        config="configs/tetrominoes_sa_ae.py:cpu",
+        metric="decoder/fg_ari",
+        metric_label="FG-ARI",
+        paper="99.5 ± 0.2 (real Tetrominoes)",
+        target=0.95,
+        picture="slots_decoder",
+        extra_metrics=(("decoder/mbo", "mBO"),),
+    ),
+    "sa_ae_clevr": Protocol(
+        system="Slot Attention AE",
+        data="embedded CLEVR-like 64×64, 3–6 objects, 7 slots",
+        config="configs/clevr_sa_ae.py:cpu",
+        metric="decoder/fg_ari",
+        metric_label="FG-ARI",
+        paper="98.8 ± 0.3 (CLEVR6, 128², 500k steps)",
+        target=0.85,
+        picture="slots_decoder",
+        extra_metrics=(("decoder/mbo", "mBO"),),
+    ),
+    "cae_2shapes": Protocol(
+        system="CAE",
+        data="2Shapes 32×32",
+        config="configs/shapes_cae.py:cpu",
+        metric="readout/ari_bg",
+        metric_label="ARI-BG",
+        paper="≈ 0.999 (independent re-run, 10k steps)",
+        target=0.95,
+        picture="readout_clusters",
+        extra_metrics=(("readout/mbo", "mBO"),),
+    ),
+    "rotating_4shapes": Protocol(
+        system="Rotating Features",
+        data="4Shapes 32×32, n = 8",
+        config="configs/shapes_rotating.py:cpu",
+        metric="readout/ari_bg",
+        metric_label="ARI-BG",
+        paper='"perfect separation"',
+        target=0.90,
+        picture="readout_clusters",
+        extra_metrics=(("readout/mbo", "mBO"),),
+    ),
+}
+
+
+def machine() -> str:
+    """The CPU model, core count and JAX backend of this machine."""
+    import jax  # pylint: disable=import-outside-toplevel
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} {jax.default_backend()}"
+
+
+def commit() -> str:
+    """Short hash of HEAD, with `-dirty` if the working tree has changes (or `unknown`)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown"
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def load_protocol_config(protocol: Protocol) -> ml_collections.ConfigDict:
+    """The protocol's config (`path.py:preset`, path relative to the repository root)."""
+    from ocjax.main import load_config  # pylint: disable=import-outside-toplevel
+
+    path, _, preset = protocol.config.partition(":")
+    return load_config(os.path.join(REPO, path) + (f":{preset}" if preset else ""))
+
+
+def read_metrics(workdir: str) -> list[dict[str, float]]:
+    """Records of `workdir/metrics.jsonl`, the last one kept where a resume repeated a step."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    merged: dict[int, dict[str, float]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            merged.setdefault(record["step"], {}).update(record)
+    return [merged[step] for step in sorted(merged)]
+
+
+def run_seed(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict[str, Any], float]:
+    """Trains and evaluates one seed into `workdir` (resuming); returns eval.json and seconds.
+
+    A seed whose `eval.json` already holds the final step is not run again; its wall time
+    is read back from `wall_time.json`.
+    """
+    from ocjax.training import trainer  # pylint: disable=import-outside-toplevel
+
+    eval_path = os.path.join(workdir, "eval.json")
+    time_path = os.path.join(workdir, "wall_time.json")
+    steps = config.training.num_steps
+    if os.path.exists(eval_path) and os.path.exists(time_path):
+        with open(eval_path, encoding="utf-8") as f:
+            results = json.load(f)
+        if steps is None or results.get("step") == steps:
+            with open(time_path, encoding="utf-8") as f:
+                return results, json.load(f)["seconds"]
+    previous = 0.0
+    if os.path.exists(time_path):
+        with open(time_path, encoding="utf-8") as f:
+            previous = json.load(f)["seconds"]
+    start = time.perf_counter()
+    trainer.train_and_evaluate(config, workdir)
+    seconds = previous + time.perf_counter() - start
+    with open(time_path, "w", encoding="utf-8") as f:
+        json.dump({"seconds": seconds}, f)
+    with open(eval_path, encoding="utf-8") as f:
+        return json.load(f), seconds
+
+
+def summarize(values: Sequence[float]) -> str:
+    """`mean ± std` (sample std over seeds; `mean` alone for one seed), three decimals."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+def plot_curve(
+    name: str, protocol: Protocol, histories: Sequence[list[dict[str, float]]], path: str
+) -> None:
+    """Held-out metric and training loss against step, one line per seed, as a PNG."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    key = f"eval/{protocol.metric}"
+    for seed, records in enumerate(histories):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            left.plot(*zip(*points), marker="o", markersize=3, label=f"seed {seed}")
+        losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
+        if losses:
+            right.plot(*zip(*losses), label=f"seed {seed}")
+    left.axhline(protocol.target, color="grey", linestyle="--", label=f"target {protocol.target}")
+    left.set(
+        xlabel="step",
+        ylabel=f"{protocol.metric_label} (held-out)",
+        title=f"{protocol.system}: {protocol.metric_label}",
+        ylim=(0, 1),
+    )
+    right.set(xlabel="step", ylabel="training loss", title="loss", yscale="log")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"{name}: {protocol.data}", fontsize=10)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def format_row(values: dict[str, str]) -> str:
+    """One Markdown table row in `TABLE_COLUMNS` order; `|` inside a value is escaped."""
+    missing = [c for c in TABLE_COLUMNS if c not in values]
+    if missing:
+        raise KeyError(f"Row lacks columns {missing}.")
+    cells = [str(values[c]).replace("|", "\\|") for c in TABLE_COLUMNS]
+    return "| " + " | ".join(cells) + " |"
+
+
+def append_row(report: str, row: str) -> None:
+    """Appends `row` to the table of `report` (created with its header if missing)."""
+    if not os.path.exists(report):
+        os.makedirs(os.path.dirname(report) or ".", exist_ok=True)
+        with open(report, "w", encoding="utf-8") as f:
+            f.write(
+                "# Reproductions\n\nRows appended by `python -m ocjax.reproduce NAME`; "
+                "see `docs/reproductions/` for curves and masks.\n\n"
+            )
+    with open(report, encoding="utf-8") as f:
+        text = f.read()
+    if TABLE_HEADER not in text:
+        separator = "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"
+        text = text.rstrip("\n") + "\n\n" + TABLE_HEADER + "\n" + separator + "\n"
+    with open(report, "w", encoding="utf-8") as f:
+        f.write(text + row + "\n")
+
+
+def reproduce(
+    name: str,
+    *,
+    seeds: int = 3,
+    workroot: str = "runs/reproduce",
+    docs: str = os.path.join(REPO, "docs"),
+    protocol: Protocol | None = None,
+    config: ml_collections.ConfigDict | None = None,
+) -> dict[str, Any]:
+    """Runs protocol `name` for `seeds` seeds, appends its row and writes its pictures.
+
+    `protocol` and `config` replace the registered protocol and its config (tests use a
+    tiny one). Returns the row's values plus per-seed `results`.
+    """
+    protocol = protocol or PROTOCOLS[name]
+    base = config if config is not None else load_protocol_config(protocol)
+    results, seconds, histories = [], [], []
+    for seed in range(seeds):
+        seed_config = ml_collections.ConfigDict(base.to_dict())
+        seed_config.seed = base.seed + seed
+        workdir = os.path.join(workroot, name, f"seed{seed}")
+        result, wall = run_seed(seed_config, workdir)
+        if protocol.metric not in result:
+            raise KeyError(
+                f"eval.json of {workdir} has no {protocol.metric!r}; it has {sorted(result)}."
+            )
+        results.append(result)
+        seconds.append(wall)
+        histories.append(read_metrics(workdir))
+    pictures = os.path.join(docs, "reproductions")
+    curve = os.path.join(pictures, f"{name}_curve.png")
+    plot_curve(name, protocol, histories, curve)
+    masks = os.path.join(pictures, f"{name}_masks.png")
+    shutil.copyfile(
+        os.path.join(workroot, name, "seed0", "images", protocol.picture + ".png"), masks
+    )
+    metric_values = [r[protocol.metric] for r in results]
+    shown = [f"{protocol.metric_label} {summarize(metric_values)}"] + [
+        f"{label} {summarize([r[key] for r in results])}"
+        for key, label in protocol.extra_metrics
+        if all(key in r for r in results)
+    ]
+    row = {
+        "protocol": f"`{name}` (`{protocol.config}`)",
+        "system": protocol.system,
+        "data": protocol.data,
+        "steps": f"{results[0]['step']:,} × batch {base.training.batch_size}",
+        "seeds": str(seeds),
+        "metric": f"{protocol.metric_label} ({base.evaluation.split}, {results[0]['num_images']} images)",
+        "result (mean ± std)": "; ".join(shown),
+        "paper": protocol.paper,
+        "target": f"≥ {protocol.target}",
+        "reached": "yes" if np.mean(metric_values) >= protocol.target else "no",
+        "wall time": f"{sum(seconds) / 60:.0f} min ({np.mean(seconds) / 60:.0f} per seed)",
+        "machine": f"{machine()}; load {os.getloadavg()[0]:.1f}",
+        "date": datetime.date.today().isoformat(),
+        "commit": commit(),
+        "curve": f"[curve](reproductions/{name}_curve.png)",
+        "masks": f"[masks](reproductions/{name}_masks.png)",
+    }
+    append_row(os.path.join(docs, "reproductions.md"), format_row(row))
+    return {**row, "results": results, "metric_values": metric_values}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: `python -m ocjax.reproduce NAME [--seeds 3] [--workroot runs/reproduce]`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", nargs="?", help=f"one of {sorted(PROTOCOLS)}")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds to run (default 3)")
+    parser.add_argument("--workroot", default="runs/reproduce", help="where the workdirs go")
+    parser.add_argument("--docs", default=os.path.join(REPO, "docs"), help="report directory")
+    parser.add_argument("--list", action="store_true", help="list the protocols and exit")
+    args = parser.parse_args(argv)
+    if args.list or args.name is None:
+        for key, p in PROTOCOLS.items():
+            print(f"{key:20s} {p.system}, {p.data}: {p.metric_label} ≥ {p.target} ({p.config})")
+        return
+    if args.name not in PROTOCOLS:
+        sys.exit(f"Unknown protocol {args.name!r}; use one of {sorted(PROTOCOLS)} (--list).")
+    if args.seeds < 1:
+        sys.exit(f"--seeds must be at least 1, got {args.seeds}.")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    row = reproduce(args.name, seeds=args.seeds, workroot=args.workroot, docs=args.docs)
+    print(format_row({k: row[k] for k in TABLE_COLUMNS}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The reproduction driver runs a protocol end to end and writes a well-formed report row."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ocjax import reproduce
+from ocjax.models import build_model
+from ocjax.training import trainer
+from tests.conftest import tiny_config
+
+TINY = reproduce.Protocol(
+    system="Slot Attention AE",
+    data="tiny CLEVR-like",
+    config="configs/clevr_sa_ae.py:quick",
+    metric="decoder/fg_ari",
+    metric_label="FG-ARI",
+    paper="98.8 ± 0.3",
+    target=0.5,
+    picture="slots_decoder",
+    extra_metrics=(("decoder/mbo", "mBO"),),
+)
+
+
+def _table_rows(path: str) -> list[list[str]]:
+    lines = open(path, encoding="utf-8").read().splitlines()
+    start = lines.index(reproduce.TABLE_HEADER)
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[start + 2 :] if line]
+
+
+def test_held_out_evaluation_is_logged_during_training(config, tmp_path):
+    config.training.update(num_steps=6, log_every=2)
+    config.evaluation.update(every_steps=3, heldout_examples=5)
+    trainer.train_and_evaluate(config, str(tmp_path))
+    records = reproduce.read_metrics(str(tmp_path))
+    held_out = {r["step"]: r for r in records if "eval/decoder/fg_ari" in r}
+    assert sorted(held_out) == [3, 6]
+    assert held_out[3]["eval/num_images"] == 5  # The fixed subset, not the whole split.
+    test = {r["step"]: r for r in records if "test/decoder/fg_ari" in r}
+    assert sorted(test) == [6]
+    final = json.loads((tmp_path / "eval.json").read_text())
+    assert final["num_images"] == config.data.clevr_like.num_test
+    assert test[6]["test/decoder/fg_ari"] == pytest.approx(final["decoder/fg_ari"])
+
+
+def test_unknown_held_out_split_is_named(config, tmp_path):
+    config.evaluation.update(every_steps=3, heldout_split="dev")
+    with pytest.raises(ValueError, match="no split 'dev'.*'validation'"):
+        trainer.train_and_evaluate(config, str(tmp_path))
+
+
+def test_driver_writes_row_curve_and_masks(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    config.training.update(num_steps=4, log_every=2)
+    config.evaluation.update(every_steps=2, heldout_examples=4)
+    docs = tmp_path / "docs"
+    row = reproduce.reproduce(
+        "tiny", seeds=2, workroot=str(tmp_path / "runs"), docs=str(docs), protocol=TINY,
+        config=config,
+    )
+    # Independent recomputation of the summary from the seeds' eval.json files.
+    values = [
+        json.loads((tmp_path / "runs" / "tiny" / f"seed{k}" / "eval.json").read_text())
+        for k in range(2)
+    ]
+    fg_ari = np.array([v["decoder/fg_ari"] for v in values])
+    assert values[0]["decoder/fg_ari"] != values[1]["decoder/fg_ari"]  # Seeds differ.
+    rows = _table_rows(str(docs / "reproductions.md"))
+    assert len(rows) == 1 and len(rows[0]) == len(reproduce.TABLE_COLUMNS)
+    cells = dict(zip(reproduce.TABLE_COLUMNS, rows[0]))
+    assert cells["result (mean ± std)"].startswith(
+        f"FG-ARI {fg_ari.mean():.3f} ± {fg_ari.std(ddof=1):.3f}; mBO "
+    )
+    assert cells["seeds"] == "2" and cells["steps"] == "4 × batch 8"
+    assert cells["reached"] == ("yes" if fg_ari.mean() >= 0.5 else "no")
+    assert cells["date"] and cells["commit"] and "cores" in cells["machine"]
+    assert row["metric_values"] == list(fg_ari)
+    for picture in ("tiny_curve.png", "tiny_masks.png"):
+        assert (docs / "reproductions" / picture).stat().st_size > 1000
+
+    # A rerun reuses finished seeds (no training) and appends a second identical result.
+    mtime = os.path.getmtime(tmp_path / "runs" / "tiny" / "seed0" / "eval.json")
+    reproduce.reproduce(
+        "tiny", seeds=2, workroot=str(tmp_path / "runs"), docs=str(docs), protocol=TINY,
+        config=config,
+    )
+    assert os.path.getmtime(tmp_path / "runs" / "tiny" / "seed0" / "eval.json") == mtime
+    rows = _table_rows(str(docs / "reproductions.md"))
+    assert len(rows) == 2 and rows[1][6] == rows[0][6]
+
+
+def test_read_metrics_keeps_the_last_record_of_a_repeated_step(tmp_path):
+    lines = [{"step": 2, "loss": 1.0}, {"step": 4, "loss": 0.5}, {"step": 4, "loss": 0.4},
+             {"step": 4, "eval/x": 0.1}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert reproduce.read_metrics(str(tmp_path)) == [
+        {"step": 2, "loss": 1.0},
+        {"step": 4, "loss": 0.4, "eval/x": 0.1},
+    ]
+
+
+def test_row_format_rejects_missing_columns_and_escapes_pipes():
+    values = {c: "x" for c in reproduce.TABLE_COLUMNS}
+    values["paper"] = "a | b"
+    row = reproduce.format_row(values)
+    assert row.count(" | ") == len(reproduce.TABLE_COLUMNS) - 1 and "a \\| b" in row
+    with pytest.raises(KeyError, match="date"):
+        reproduce.format_row({k: v for k, v in values.items() if k != "date"})
+
+
+@pytest.mark.parametrize("name", sorted(reproduce.PROTOCOLS))
+def test_every_protocol_config_builds_its_model_and_evaluates_during_training(name):
+    protocol = reproduce.PROTOCOLS[name]
+    config = reproduce.load_protocol_config(protocol)
+    assert config.evaluation.every_steps, "the curve needs held-out evaluation"
+    assert config.training.num_steps % config.evaluation.every_steps == 0
+    assert 0 < protocol.target <= 1
+    res, channels = config.data.resolution, config.data.get("channels", 3)
+    model = build_model(**config.model)
+    images = jax.ShapeDtypeStruct((2, res, res, channels), jnp.float32)
+    rngs = {"params": jax.random.key(0), "slots": jax.random.key(1)}
+    variables = jax.eval_shape(lambda x: model.init(rngs, x, train=False), images)
+    outputs = jax.eval_shape(
+        lambda v, x: model.apply(v, x, train=False, rngs={"slots": rngs["slots"]}),
+        variables,
+        images,
+    )
+    assert outputs["reconstruction"].shape == (2, res, res, channels)
