@@ -19,6 +19,8 @@ setuptools.setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "scipy>=1.11",
+        "scikit-learn>=1.4",
+        "threadpoolctl>=3.1",
         "pillow>=10.0",
         "tqdm>=4.66",
         "matplotlib>=3.8",
@@ -29,7 +31,7 @@ setuptools.setup(
         "importlib_resources>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "chex>=0.1.87", "scikit-learn>=1.4", "scikit-image>=0.22"],
+        "test": ["pytest>=8.0", "chex>=0.1.87", "scikit-image>=0.22"],
         "tf": ["tensorflow-cpu>=2.16"],
     },
 )

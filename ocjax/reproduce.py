@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -161,7 +162,8 @@ def run_seed(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict[str,
     """Trains and evaluates one seed into `workdir` (resuming); returns eval.json and seconds.
 
     A seed whose `eval.json` already holds the final step is not run again; its wall time
-    is read back from `wall_time.json`.
+    is read back from `wall_time.json`, which also accumulates over interrupted runs
+    (Ctrl-C or SIGTERM).
     """
     from ocjax.training import trainer  # pylint: disable=import-outside-toplevel
 
@@ -179,10 +181,13 @@ def run_seed(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict[str,
         with open(time_path, encoding="utf-8") as f:
             previous = json.load(f)["seconds"]
     start = time.perf_counter()
-    trainer.train_and_evaluate(config, workdir)
-    seconds = previous + time.perf_counter() - start
-    with open(time_path, "w", encoding="utf-8") as f:
-        json.dump({"seconds": seconds}, f)
+    try:
+        trainer.train_and_evaluate(config, workdir)
+    finally:  # An interrupted seed keeps its time, so the resumed run reports the total.
+        seconds = previous + time.perf_counter() - start
+        os.makedirs(workdir, exist_ok=True)
+        with open(time_path, "w", encoding="utf-8") as f:
+            json.dump({"seconds": seconds}, f)
     with open(eval_path, encoding="utf-8") as f:
         return json.load(f), seconds
 
@@ -322,6 +327,12 @@ def reproduce(
     return {**row, "results": results, "metric_values": metric_values}
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """Turns SIGTERM into SystemExit so that the running seed records its wall time."""
+    del frame
+    sys.exit(f"Stopped by signal {signum}; rerun the same command to resume.")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: `python -m ocjax.reproduce NAME [--seeds 3] [--workroot runs/reproduce]`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -340,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.seeds < 1:
         sys.exit(f"--seeds must be at least 1, got {args.seeds}.")
     logging.getLogger("absl").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     row = reproduce(args.name, seeds=args.seeds, workroot=args.workroot, docs=args.docs)
     print(format_row({k: row[k] for k in TABLE_COLUMNS}))
 
