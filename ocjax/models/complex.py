@@ -7,11 +7,16 @@ in float32, and layers return complex64. Every complex layer computes
 
     ψ = f_w(Re z) + i f_w(Im z),   m_ψ = |ψ| + b_m,   φ_ψ = arg ψ + b_φ,
     χ = f_w(|z|) + b_m,            m_z = 0.5 m_ψ + 0.5 χ,
-    z' = ReLU(BatchNorm(m_z)) · e^{iφ_ψ}        (`activation=True`)
-    z' = m_z · e^{iφ_ψ}                          (`activation=False`, the output layer)
+    z' = ReLU(Norm(m_z)) · e^{iφ_ψ}             (`activation=True`, every autoencoder layer)
+    z' = m_z · e^{iφ_ψ}                          (`activation=False`)
 
-with per-output-feature biases `b_m`, `b_φ`. `|ψ|` and `arg ψ` are made safe at ψ = 0 (value
-within `EPS` of the exact one, finite gradients).
+with per-output-feature biases `b_m`, `b_φ`; Norm is BatchNorm for conv layers and LayerNorm
+for dense layers. `|ψ|` and `arg ψ` are made safe at ψ = 0 (value within `EPS` of the exact
+one, finite gradients).
+
+Initialisation follows PyTorch's defaults, as the official code does: weights and `b_m`
+U(±1/sqrt(fan_in)), where a transposed convolution's fan-in counts its *output* channels
+(PyTorch reads it from the second axis of the `[in, out, k, k]` weight), `b_φ` = 0.
 """
 
 import math
@@ -28,6 +33,18 @@ EPS = 1e-8
 NUM_STRIDE2 = 3  # stride-2 layers of the CAE / Rotating Features encoders
 # PyTorch-style default init: U(±1/sqrt(fan_in)) for the weights of f_w.
 WEIGHT_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# PyTorch's ConvTranspose2d computes that fan-in from its output channels: on Flax's
+# `[kh, kw, in, out]` kernel the "input" axis is the last one.
+TRANSPOSE_WEIGHT_INIT = nn.initializers.variance_scaling(
+    1.0 / 3.0, "fan_in", "uniform", in_axis=-1, out_axis=-2
+)
+
+
+def torch_fan_in(f_w: nn.Module, d_in: int, d_out: int) -> int:
+    """PyTorch's fan-in of map `f_w` (`d_in` → `d_out` features): output channels for transposed
+    convolutions, input channels otherwise, times the kernel area."""
+    channels = d_out if isinstance(f_w, nn.ConvTranspose) else d_in
+    return channels * math.prod(getattr(f_w, "kernel_size", ()) or (1,))
 
 
 def safe_abs(re: jax.Array, im: jax.Array) -> jax.Array:
@@ -100,7 +117,7 @@ def weight_map(
         kernel_size,
         strides=strides,
         padding=conv_transpose_padding(kernel_size, strides),
-        **common,
+        **{**common, "kernel_init": TRANSPOSE_WEIGHT_INIT},
     )
 
 
@@ -110,7 +127,8 @@ def complex_layer(
     """CAE layer maths inside `module`'s compact call: complex `[b, ..., d_in]` → `[b, ..., d_out]`.
 
     `f_w` is the bias-free real map; `module` owns `magnitude_bias`, `phase_bias` (each
-    `[d_out]`) and, with `activation`, the BatchNorm `norm`. Sows `psi` and `m_z`.
+    `[d_out]`) and, with `activation`, the norm `norm` (BatchNorm if `z` has spatial axes,
+    else LayerNorm, as the official CAE). Sows `psi` and `m_z`.
     """
     if not jnp.iscomplexobj(z):
         raise ValueError(
@@ -122,8 +140,9 @@ def complex_layer(
     psi_re = f_w(re.astype(dtype)).astype(jnp.float32)
     psi_im = f_w(im.astype(dtype)).astype(jnp.float32)
     d_out = psi_re.shape[-1]
-    fan_in = z.shape[-1] * math.prod(getattr(module, "kernel_size", ()))
-    b_m = module.param("magnitude_bias", _fan_in_uniform(fan_in), (d_out,))
+    b_m = module.param(
+        "magnitude_bias", _fan_in_uniform(torch_fan_in(f_w, z.shape[-1], d_out)), (d_out,)
+    )
     b_phi = module.param("phase_bias", nn.initializers.zeros, (d_out,))
     m_psi = safe_abs(psi_re, psi_im) + b_m
     phi = safe_angle(psi_re, psi_im) + b_phi
@@ -132,6 +151,14 @@ def complex_layer(
     module.sow("intermediates", "psi", jax.lax.complex(psi_re, psi_im))
     module.sow("intermediates", "m_z", m_z)
     if activation:
+        m_z = nn.relu(magnitude_norm(m_z, train))
+    return jax.lax.complex(m_z * jnp.cos(phi), m_z * jnp.sin(phi))
+
+
+def magnitude_norm(m: jax.Array, train: bool) -> jax.Array:
+    """The norm of a layer's magnitudes `[b, ..., d]` (call inside its compact method):
+    BatchNorm (momentum 0.1 in PyTorch terms, eps 1e-5) with spatial axes, else LayerNorm."""
+    if m.ndim > 2:
         norm = nn.BatchNorm(
             use_running_average=not train,
             momentum=0.9,
@@ -139,8 +166,9 @@ def complex_layer(
             dtype=jnp.float32,
             name="norm",
         )
-        m_z = nn.relu(norm(m_z))
-    return jax.lax.complex(m_z * jnp.cos(phi), m_z * jnp.sin(phi))
+    else:
+        norm = nn.LayerNorm(epsilon=1e-5, dtype=jnp.float32, name="norm")
+    return norm(m)
 
 
 class ComplexDense(nn.Module):
@@ -203,9 +231,10 @@ class ComplexAutoEncoder(nn.Module):
     Encoder: complex convs 3×3 with channels (H, H, 2H, 2H, 2H) and strides (2, 1, 2, 1, 2),
     flatten, complex dense to `linear_dim`. Decoder: complex dense back to `2H · h/8 · w/8`,
     then transposed 3×3 conv (2H, stride 2), conv (2H), transposed conv (H, stride 2), conv (H),
-    transposed conv (c, stride 2) as the output layer (no BatchNorm/ReLU). Every other layer,
-    the dense ones included, applies BatchNorm + ReLU on magnitudes. Input phase is 0. Reconstruction
-    `f_out(|z_out|) = sigmoid(1×1 conv(|z_out|))` (a per-channel scale and shift for c = 1).
+    transposed conv (c, stride 2) as the output layer. Every layer, the output layer included,
+    applies BatchNorm (conv) or LayerNorm (dense) + ReLU on magnitudes, as the official code
+    does. Input phase is 0. Reconstruction `sigmoid(1×1 conv(|z_out|))`, the 1×1 conv
+    initialised to weights 1 and bias 0 (the official output model).
     """
 
     hidden_dim: int = 32
@@ -237,9 +266,16 @@ class ComplexAutoEncoder(nn.Module):
         z = ComplexConv(features=2 * hid, name="dec_conv_0", **kw)(z, train)
         z = ComplexConvTranspose(features=hid, name="dec_convt_1", **kw)(z, train)
         z = ComplexConv(features=hid, name="dec_conv_1", **kw)(z, train)
-        z = ComplexConvTranspose(features=c, activation=False, name="dec_output", **kw)(z, train)
+        z = ComplexConvTranspose(features=c, name="dec_output", **kw)(z, train)
         magnitude = safe_abs(jnp.real(z), jnp.imag(z))
-        logits = nn.Conv(c, (1, 1), dtype=jnp.float32, name="output_1x1")(magnitude)
+        logits = nn.Conv(
+            c,
+            (1, 1),
+            dtype=jnp.float32,
+            kernel_init=nn.initializers.ones,
+            bias_init=nn.initializers.zeros,
+            name="output_1x1",
+        )(magnitude)
         return {
             "reconstruction": jax.nn.sigmoid(logits),
             "magnitude": magnitude,

@@ -4,11 +4,18 @@ Layout: rotating features are real arrays `[b, n, h, w, c]` (conv) or `[b, n, d]
 n rotation dims right after the batch axis, so the shared bias-free map `f_w` runs on all n
 at once by folding n into the batch. A layer computes (norms over the n axis)
 
-    ψ = f_w(z_in) + b            (b: rotation bias `[n, d_out]`)
-    χ = f_w(‖z_in‖₂)             (no bias)
-    m_bind = 0.5 ‖ψ‖₂ + 0.5 χ
-    m_out = ReLU(Norm(m_bind))   (BatchNorm for conv layers, LayerNorm for dense layers)
-    z_out = ψ / ‖ψ‖₂ · m_out     (`activation=True`; otherwise z_out = ψ, the output layer)
+    ψ = f_w(z_in) + b                  (b: rotation bias `[n, d_out]`)
+    χ = f_w(‖z_in‖₂)                   (no bias)
+    m_bind = 0.5 ‖f_w(z_in)‖₂ + 0.5 χ   (the magnitude is taken before the bias)
+    m_out = ReLU(Norm(m_bind))         (BatchNorm for conv layers, LayerNorm for dense layers)
+    z_out = ψ / ‖ψ‖₂ · m_out           (`activation=True`, every autoencoder layer;
+                                        otherwise z_out = ψ)
+
+The activation of the output layer matters for binding: χ is a signed sum, so it rewards
+orientations that agree in sign, while ‖f_w(z)‖ alone cannot tell u from -u. Initialisation
+is PyTorch's default, as in the official code (see `ocjax.models.complex`: transposed
+convolutions take their fan-in from the output channels, also for the rotation bias
+U(±1/sqrt(fan_in))).
 
 `‖·‖₂` is `sqrt(max(Σ ψ², EPS²))` with `EPS = 1e-8`: exact above EPS, finite gradient at 0.
 `f_w` runs in the compute `dtype`; norms, biases and normalisation run in float32; layers
@@ -27,7 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ocjax.models.complex import EPS, NUM_STRIDE2, check_downsampling, weight_map
+from ocjax.models.complex import (
+    EPS,
+    NUM_STRIDE2,
+    check_downsampling,
+    magnitude_norm,
+    torch_fan_in,
+    weight_map,
+)
 
 Dtype = Any
 
@@ -73,35 +87,23 @@ def rotating_layer(
     """
     _check_n(z.shape[1])
     z = z.astype(jnp.float32)
-    psi = _fold(f_w, z, module.dtype)
-    n, d_out = psi.shape[1], psi.shape[-1]
-    fan_in = z.shape[-1] * math.prod(getattr(module, "kernel_size", ()))
-    bound = 1.0 / math.sqrt(fan_in)
+    wz = _fold(f_w, z, module.dtype)
+    n, d_out = wz.shape[1], wz.shape[-1]
+    bound = 1.0 / math.sqrt(torch_fan_in(f_w, z.shape[-1], d_out))
     bias = module.param(
         "rotation_bias",
         lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound),
         (n, d_out),
     )
-    psi = psi + bias.reshape((1, n) + (1,) * (psi.ndim - 3) + (d_out,))
+    psi = wz + bias.reshape((1, n) + (1,) * (wz.ndim - 3) + (d_out,))
     module.sow("intermediates", "psi", psi)
     if not activation:
         return psi
     chi = f_w(rotation_norm(z).astype(module.dtype)).astype(jnp.float32)
-    psi_norm = rotation_norm(psi)
-    m_bind = 0.5 * psi_norm + 0.5 * chi
+    m_bind = 0.5 * rotation_norm(wz) + 0.5 * chi
     module.sow("intermediates", "m_bind", m_bind)
-    if m_bind.ndim > 2:
-        norm = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=0.9,
-            epsilon=1e-5,
-            dtype=jnp.float32,
-            name="norm",
-        )
-    else:
-        norm = nn.LayerNorm(epsilon=1e-5, dtype=jnp.float32, name="norm")
-    m_out = nn.relu(norm(m_bind))
-    return psi / psi_norm[:, None] * m_out[:, None]
+    m_out = nn.relu(magnitude_norm(m_bind, train))
+    return psi / rotation_norm(psi)[:, None] * m_out[:, None]
 
 
 class RotatingDense(nn.Module):
@@ -161,11 +163,12 @@ class RotatingConvTranspose(nn.Module):
 class RotatingAutoEncoder(nn.Module):
     """Rotating Features autoencoder on non-negative images `[b, h, w, c]` (h, w divisible by 8).
 
-    Same layout as the CAE: rotating convs 3×3 with channels (H, H, 2H, 2H, 2H) and strides
-    (2, 1, 2, 1, 2), flatten, dense to `linear_dim`; decoder dense back, transposed conv (2H,
-    stride 2), conv (2H), transposed conv (H, stride 2), conv (H), transposed conv (c, stride 2)
-    as the output layer (no activation). Input: the image in the first of the n dims, zeros
-    elsewhere. Reconstruction `sigmoid(scale · ‖z_out‖ + shift)` with per-channel scale, shift.
+    The official architecture: rotating convs 3×3 with channels (H, H, 2H, 2H, 2H) and
+    strides (2, 1, 2, 1, 2), flatten, dense to `linear_dim`; decoder dense back, transposed
+    conv (2H, stride 2), conv (2H), transposed conv (2H, stride 2), conv (H), transposed conv
+    (c, stride 2) as the output layer; every layer, the output layer included, has the
+    activation. Input: the image in the first of the n dims, zeros elsewhere. Reconstruction
+    `sigmoid(scale · ‖z_out‖ + shift)` with per-channel scale (init 1) and shift (init 0).
     """
 
     hidden_dim: int = 32
@@ -207,11 +210,9 @@ class RotatingAutoEncoder(nn.Module):
         z = z.reshape((b, self.n) + latent_shape)
         z = RotatingConvTranspose(2 * hid, dtype=self.dtype, name="dec_convt_0")(z, train)
         z = RotatingConv(2 * hid, dtype=self.dtype, name="dec_conv_0")(z, train)
-        z = RotatingConvTranspose(hid, dtype=self.dtype, name="dec_convt_1")(z, train)
+        z = RotatingConvTranspose(2 * hid, dtype=self.dtype, name="dec_convt_1")(z, train)
         z = RotatingConv(hid, dtype=self.dtype, name="dec_conv_1")(z, train)
-        z = RotatingConvTranspose(c, activation=False, dtype=self.dtype, name="dec_output")(
-            z, train
-        )
+        z = RotatingConvTranspose(c, dtype=self.dtype, name="dec_output")(z, train)
         magnitude = rotation_norm(z)
         scale = self.param("output_scale", nn.initializers.ones, (c,))
         shift = self.param("output_shift", nn.initializers.zeros, (c,))

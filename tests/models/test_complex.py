@@ -11,6 +11,7 @@ from ocjax.models.complex import (
     ComplexConvTranspose,
     ComplexDense,
 )
+from ocjax.models.rotating import RotatingAutoEncoder, RotatingConvTranspose
 
 BN_EPS = 1e-5
 
@@ -57,14 +58,23 @@ def np_batch_norm(m, scale, bias, mean=None, var=None):
     return (m - mean) / np.sqrt(var + BN_EPS) * scale + bias
 
 
+def np_layer_norm(m, scale, bias):
+    """LayerNorm over the last axis."""
+    mean, var = m.mean(-1, keepdims=True), m.var(-1, keepdims=True)
+    return (m - mean) / np.sqrt(var + BN_EPS) * scale + bias
+
+
 def np_complex_layer(z, f_w, p, activation=True, stats=None):
-    """CAE layer: ψ = f_w(Re) + i f_w(Im), biases on |ψ| and arg ψ, gating, BN + ReLU."""
+    """CAE layer: ψ = f_w(Re) + i f_w(Im), biases on |ψ| and arg ψ, gating, BN (conv) or
+    LayerNorm (dense) + ReLU."""
     psi = f_w(z.real) + 1j * f_w(z.imag)
     m_psi = np.abs(psi) + p["magnitude_bias"]
     phi = np.angle(psi) + p["phase_bias"]
     chi = f_w(np.abs(z)) + p["magnitude_bias"]
     m = 0.5 * m_psi + 0.5 * chi
-    if activation:
+    if activation and m.ndim == 2:
+        m = np.maximum(np_layer_norm(m, p["norm"]["scale"], p["norm"]["bias"]), 0)
+    elif activation:
         mean, var = (None, None) if stats is None else (stats["mean"], stats["var"])
         m = np.maximum(np_batch_norm(m, p["norm"]["scale"], p["norm"]["bias"], mean, var), 0)
     return m * np.exp(1j * phi)
@@ -187,7 +197,7 @@ def test_autoencoder_shapes_and_train_step_updates_stats():
         assert out[key].shape == images.shape and out[key].dtype == jnp.float32
     recon = np.asarray(out["reconstruction"])
     assert np.all((recon > 0) & (recon < 1))
-    assert "norm" not in variables["params"]["dec_output"]
+    assert "norm" in variables["params"]["dec_output"]  # The output layer is activated too.
     changed = jax.tree_util.tree_map(
         lambda a, b: bool(jnp.any(a != b)), variables["batch_stats"], updates["batch_stats"]
     )
@@ -205,3 +215,34 @@ def test_autoencoder_rejects_sizes_not_divisible_by_8(size):
 def test_layer_rejects_real_inputs():
     with pytest.raises(ValueError, match="complex inputs"):
         ComplexDense(3).init(jax.random.PRNGKey(0), jnp.ones((2, 4)))
+
+
+@pytest.mark.parametrize("layer_cls", [ComplexConvTranspose, RotatingConvTranspose])
+def test_transposed_conv_init_takes_fan_in_from_output_channels(layer_cls):
+    """PyTorch's ConvTranspose2d (the official code) draws weights and biases from
+    U(±1/sqrt(out_channels · k²)); with 1 output and 32 input channels that bound is 1/3,
+    far above the 1/sqrt(32 · 9) ≈ 0.059 an input-channel fan-in would give."""
+    if layer_cls is ComplexConvTranspose:
+        x = jnp.ones((1, 2, 2, 32), jnp.complex64)
+        bias_name = "magnitude_bias"
+    else:
+        x = jnp.ones((1, 4, 2, 2, 32))
+        bias_name = "rotation_bias"
+    params = layer_cls(1).init(jax.random.PRNGKey(0), x)["params"]
+    kernel, bias = np.asarray(params["fw"]["kernel"]), np.asarray(params[bias_name])
+    assert kernel.shape == (3, 3, 32, 1)
+    bound = 1 / np.sqrt(1 * 9)
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.8 * bound
+    assert kernel.std() > 0.7 * bound / np.sqrt(3)  # U(±b) has std b / sqrt(3).
+    assert np.abs(bias).max() <= bound
+
+
+@pytest.mark.parametrize("model_cls", [ComplexAutoEncoder, RotatingAutoEncoder])
+def test_output_layer_has_the_activation(model_cls):
+    """The official CAE and Rotating Features normalise and rectify the output layer too."""
+    images = jnp.ones((2, 16, 16, 1))
+    params = jax.eval_shape(
+        lambda x: model_cls(hidden_dim=4, linear_dim=4).init(jax.random.PRNGKey(0), x), images
+    )["params"]
+    assert "norm" in params["dec_output"]
+    assert params["enc_linear"]["norm"].keys() == {"scale", "bias"}  # LayerNorm on dense.

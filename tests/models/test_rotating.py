@@ -54,16 +54,17 @@ def np_norm(m, p, axes):
 
 
 def np_rotating_layer(z, f_w, p, activation=True, layer_norm=False):
-    """Rotating layer on `[b, n, ..., d]`: ψ = f_w(z) + b, χ = f_w(‖z‖), norm, rescale ψ."""
+    """Rotating layer on `[b, n, ..., d]`: ψ = f_w(z) + b, m = ½‖f_w(z)‖ + ½f_w(‖z‖), norm,
+    rescale ψ (the official layer: the magnitude is taken before the rotation bias)."""
     b, n = z.shape[:2]
-    psi = f_w(z.reshape((b * n,) + z.shape[2:]))
-    psi = psi.reshape((b, n) + psi.shape[1:])
-    psi = psi + p["rotation_bias"].reshape((1, n) + (1,) * (psi.ndim - 3) + (-1,))
+    wz = f_w(z.reshape((b * n,) + z.shape[2:]))
+    wz = wz.reshape((b, n) + wz.shape[1:])
+    psi = wz + p["rotation_bias"].reshape((1, n) + (1,) * (wz.ndim - 3) + (-1,))
     if not activation:
         return psi
     chi = f_w(np.linalg.norm(z, axis=1))
     psi_norm = np.linalg.norm(psi, axis=1)
-    m_bind = 0.5 * psi_norm + 0.5 * chi
+    m_bind = 0.5 * np.linalg.norm(wz, axis=1) + 0.5 * chi
     axes = (-1,) if layer_norm else tuple(range(m_bind.ndim - 1))
     m_out = np.maximum(np_norm(m_bind, p["norm"], axes), 0)
     return psi / psi_norm[:, None] * m_out[:, None]
@@ -211,9 +212,9 @@ def test_autoencoder_shapes_and_finite_grads():
     assert out["magnitude"].shape == images.shape
     assert out["rotating"].shape == (2, 3, 16, 16, 1)
     np.testing.assert_allclose(
-        out["magnitude"], np.linalg.norm(np.asarray(out["rotating"]), axis=1), rtol=1e-5
+        out["magnitude"], np.linalg.norm(np.asarray(out["rotating"]), axis=1), rtol=1e-5, atol=1e-7
     )
-    assert "norm" not in params["dec_output"]
+    assert "norm" in params["dec_output"]  # The output layer is activated too.
     assert "norm" in updates["batch_stats"]["enc_conv_0"]
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
 
