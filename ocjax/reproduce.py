@@ -16,6 +16,7 @@ the first seed's mask picture (`<name>_masks.png`) into `docs/reproductions/`.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import datetime
 import json
@@ -200,10 +201,35 @@ def summarize(values: Sequence[float]) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
 
 
+def read_reference(paths: Sequence[str], column: str) -> dict[int, list[float]]:
+    """Values of `column` by step from reference CSV files (one per seed, a `step` column)."""
+    by_step: dict[int, list[float]] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "step" not in rows[0] or column not in rows[0]:
+            raise ValueError(
+                f"Reference {path} needs columns 'step' and {column!r}; it has "
+                f"{sorted(rows[0]) if rows else 'no rows'}."
+            )
+        for row in rows:
+            by_step.setdefault(int(row["step"]), []).append(float(row[column]))
+    return by_step
+
+
 def plot_curve(
-    name: str, protocol: Protocol, histories: Sequence[list[dict[str, float]]], path: str
+    name: str,
+    protocol: Protocol,
+    histories: Sequence[list[dict[str, float]]],
+    path: str,
+    reference: dict[int, list[float]] | None = None,
+    reference_label: str = "reference",
 ) -> None:
-    """Held-out metric and training loss against step, one line per seed, as a PNG."""
+    """Held-out metric and training loss against step, one line per seed, as a PNG.
+
+    `reference` (values by step over seeds, e.g. the official code on the same data) is
+    drawn as its mean with error bars of its sample std.
+    """
     import matplotlib  # pylint: disable=import-outside-toplevel
 
     matplotlib.use("Agg")
@@ -218,6 +244,15 @@ def plot_curve(
         losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
         if losses:
             right.plot(*zip(*losses), label=f"seed {seed}")
+    if reference:
+        steps = sorted(reference)
+        means = [float(np.mean(reference[k])) for k in steps]
+        stds = [float(np.std(reference[k], ddof=1)) if len(reference[k]) > 1 else 0 for k in steps]
+        seeds = max(len(v) for v in reference.values())
+        left.errorbar(
+            steps, means, yerr=stds, color="black", marker="s", markersize=4, capsize=3,
+            label=f"{reference_label} ({seeds} seed{'s' * (seeds > 1)})",
+        )
     left.axhline(protocol.target, color="grey", linestyle="--", label=f"target {protocol.target}")
     left.set(
         xlabel="step",
@@ -271,11 +306,15 @@ def reproduce(
     docs: str = os.path.join(REPO, "docs"),
     protocol: Protocol | None = None,
     config: ml_collections.ConfigDict | None = None,
+    reference: Sequence[str] = (),
+    reference_label: str = "reference",
 ) -> dict[str, Any]:
     """Runs protocol `name` for `seeds` seeds, appends its row and writes its pictures.
 
     `protocol` and `config` replace the registered protocol and its config (tests use a
-    tiny one). Returns the row's values plus per-seed `results`.
+    tiny one). `reference` CSV files (one per seed; `step` and a column named like the
+    metric's last part, e.g. `ari_bg`) are overlaid on the curve. Returns the row's values
+    plus per-seed `results`.
     """
     protocol = protocol or PROTOCOLS[name]
     base = config if config is not None else load_protocol_config(protocol)
@@ -294,7 +333,15 @@ def reproduce(
         histories.append(read_metrics(workdir))
     pictures = os.path.join(docs, "reproductions")
     curve = os.path.join(pictures, f"{name}_curve.png")
-    plot_curve(name, protocol, histories, curve)
+    column = protocol.metric.rsplit("/", 1)[-1]
+    plot_curve(
+        name,
+        protocol,
+        histories,
+        curve,
+        read_reference(reference, column) if reference else None,
+        reference_label,
+    )
     masks = os.path.join(pictures, f"{name}_masks.png")
     shutil.copyfile(
         os.path.join(workroot, name, "seed0", "images", protocol.picture + ".png"), masks
@@ -340,6 +387,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds to run (default 3)")
     parser.add_argument("--workroot", default="runs/reproduce", help="where the workdirs go")
     parser.add_argument("--docs", default=os.path.join(REPO, "docs"), help="report directory")
+    parser.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        help="CSV of a reference implementation's curve on the same data (one per seed; "
+        "columns step and the metric, e.g. ari_bg); repeatable",
+    )
+    parser.add_argument("--reference_label", default="reference", help="legend of --reference")
     parser.add_argument("--list", action="store_true", help="list the protocols and exit")
     args = parser.parse_args(argv)
     if args.list or args.name is None:
@@ -352,7 +407,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"--seeds must be at least 1, got {args.seeds}.")
     logging.getLogger("absl").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    row = reproduce(args.name, seeds=args.seeds, workroot=args.workroot, docs=args.docs)
+    row = reproduce(
+        args.name,
+        seeds=args.seeds,
+        workroot=args.workroot,
+        docs=args.docs,
+        reference=args.reference,
+        reference_label=args.reference_label,
+    )
     print(format_row({k: row[k] for k in TABLE_COLUMNS}))
 
 

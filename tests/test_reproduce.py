@@ -58,9 +58,11 @@ def test_driver_writes_row_curve_and_masks(data_dir, tmp_path):
     config.training.update(num_steps=4, log_every=2)
     config.evaluation.update(every_steps=2, heldout_examples=4)
     docs = tmp_path / "docs"
+    reference = tmp_path / "official.csv"
+    reference.write_text("step,fg_ari\n2,0.1\n4,0.3\n")
     row = reproduce.reproduce(
         "tiny", seeds=2, workroot=str(tmp_path / "runs"), docs=str(docs), protocol=TINY,
-        config=config,
+        config=config, reference=[str(reference)], reference_label="official",
     )
     # Independent recomputation of the summary from the seeds' eval.json files.
     values = [
@@ -130,3 +132,12 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
         images,
     )
     assert outputs["reconstruction"].shape == (2, res, res, channels)
+
+
+def test_reference_curves_are_read_by_step_and_checked(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("step,ari_bg,mbo\n500,0.1,0.2\n1000,0.3,0.4\n")
+    b.write_text("step,ari_bg,mbo\n500,0.2,0.2\n")
+    assert reproduce.read_reference([str(a), str(b)], "ari_bg") == {500: [0.1, 0.2], 1000: [0.3]}
+    with pytest.raises(ValueError, match="'fg_ari'"):
+        reproduce.read_reference([str(a)], "fg_ari")
