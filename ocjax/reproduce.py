@@ -317,6 +317,7 @@ def reproduce(
     plus per-seed `results`.
     """
     protocol = protocol or PROTOCOLS[name]
+    code_version = commit()  # The code that trains, even if HEAD moves during the run.
     base = config if config is not None else load_protocol_config(protocol)
     results, seconds, histories = [], [], []
     for seed in range(seeds):
@@ -366,7 +367,7 @@ def reproduce(
         "wall time": f"{sum(seconds) / 60:.0f} min ({np.mean(seconds) / 60:.0f} per seed)",
         "machine": f"{machine()}; load {os.getloadavg()[0]:.1f}",
         "date": datetime.date.today().isoformat(),
-        "commit": commit(),
+        "commit": code_version,
         "curve": f"[curve](reproductions/{name}_curve.png)",
         "masks": f"[masks](reproductions/{name}_masks.png)",
     }
