@@ -1,6 +1,5 @@
 """Complex AutoEncoder layers against float64 numpy re-implementations of Löwe et al. (2022)."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +10,6 @@ from ocjax.models.complex import (
     ComplexConv,
     ComplexConvTranspose,
     ComplexDense,
-    SubPixelConvTranspose,
-    conv_transpose_padding,
 )
 from ocjax.models.rotating import RotatingAutoEncoder, RotatingConvTranspose
 
@@ -250,30 +247,3 @@ def test_output_layer_has_the_activation(model_cls):
     assert "norm" in params["dec_output"]
     assert params["enc_linear"]["norm"].keys() == {"scale", "bias"}  # LayerNorm on dense.
 
-
-@pytest.mark.parametrize(
-    "kernel, stride, size",
-    [((3, 3), (2, 2), (4, 5)), ((3, 3), (1, 1), (5, 5)), ((5, 3), (2, 3), (3, 4)), ((4, 4), (2, 2), (3, 3))],
-)
-def test_subpixel_transposed_conv_equals_flax_conv_transpose(kernel, stride, size):
-    """The sub-pixel form computes exactly nn.ConvTranspose (explicit padding, unflipped
-    kernel), values and gradients, for odd/even kernels and unequal strides."""
-    padding = conv_transpose_padding(kernel, stride)
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, *size, 3))
-    reference = nn.ConvTranspose(4, kernel, strides=stride, padding=padding, use_bias=False)
-    params = reference.init(jax.random.PRNGKey(1), x)
-    ours = SubPixelConvTranspose(4, kernel, stride, padding)
-    np.testing.assert_allclose(
-        ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5
-    )
-    assert ours.apply(params, x).shape == reference.apply(params, x).shape
-
-    def loss(module):
-        return lambda p, v: jnp.sum(jnp.sin(module.apply(p, v)))
-
-    for a, b in zip(
-        jax.grad(loss(ours), argnums=(0, 1))(params, x),
-        jax.grad(loss(reference), argnums=(0, 1))(params, x),
-    ):
-        for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-            np.testing.assert_allclose(leaf_a, leaf_b, rtol=1e-5, atol=1e-5)
