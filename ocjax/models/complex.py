@@ -11,8 +11,8 @@ in float32, and layers return complex64. Every complex layer computes
     z' = m_z · e^{iφ_ψ}                          (`activation=False`)
 
 with per-output-feature biases `b_m`, `b_φ`; Norm is BatchNorm for conv layers and LayerNorm
-for dense layers. `|ψ|` and `arg ψ` are made safe at ψ = 0 (value within `EPS` of the exact
-one, finite gradients).
+for dense layers. `|ψ|` is floored at `EPS`; `arg ψ` treats `|Im ψ| < EPS` as `+EPS`, as the
+official code does (see `safe_angle`: without it training never leaves real activations).
 
 Initialisation follows PyTorch's defaults, as the official code does: weights and `b_m`
 U(±1/sqrt(fan_in)), where a transposed convolution's fan-in counts its *output* channels
@@ -55,9 +55,16 @@ def safe_abs(re: jax.Array, im: jax.Array) -> jax.Array:
 
 
 def safe_angle(re: jax.Array, im: jax.Array) -> jax.Array:
-    """Phase `atan2(im, re)` of same-shape arrays; 0 (with zero gradient) where both vanish."""
-    tiny = (jnp.abs(re) < EPS) & (jnp.abs(im) < EPS)
-    return jnp.arctan2(jnp.where(tiny, 0.0, im), jnp.where(tiny, EPS, re))
+    """Phase `atan2(im', re)` of same-shape arrays, where `im' = EPS` wherever `|im| < EPS`
+    (no gradient flows to the replaced values), as the official code's `stable_angle`.
+
+    This is what lets a CAE learn phases at all: its input has phase 0 and its phase biases
+    start at 0, so without the nudge every activation stays exactly real, where the gradient
+    of the loss with respect to every phase bias is exactly zero (a saddle; measured: all
+    phase biases still exactly 0 after 2,000 steps and held-out ARI-BG falling to 0.08). The
+    nudge moves a real ψ's phase by `EPS / |ψ|` at most, enough for Adam to leave the saddle.
+    """
+    return jnp.arctan2(jnp.where(jnp.abs(im) < EPS, EPS, im), re)
 
 
 def _fan_in_uniform(fan_in: int) -> nn.initializers.Initializer:

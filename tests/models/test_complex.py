@@ -10,6 +10,7 @@ from ocjax.models.complex import (
     ComplexConv,
     ComplexConvTranspose,
     ComplexDense,
+    safe_angle,
 )
 from ocjax.models.rotating import RotatingAutoEncoder, RotatingConvTranspose
 
@@ -58,6 +59,11 @@ def np_batch_norm(m, scale, bias, mean=None, var=None):
     return (m - mean) / np.sqrt(var + BN_EPS) * scale + bias
 
 
+def np_stable_angle(psi, eps=1e-8):
+    """The official CAE's `stable_angle`: imaginary parts within ±eps become +eps."""
+    return np.angle(np.where(np.abs(psi.imag) < eps, psi.real + 1j * eps, psi))
+
+
 def np_layer_norm(m, scale, bias):
     """LayerNorm over the last axis."""
     mean, var = m.mean(-1, keepdims=True), m.var(-1, keepdims=True)
@@ -69,7 +75,7 @@ def np_complex_layer(z, f_w, p, activation=True, stats=None):
     LayerNorm (dense) + ReLU."""
     psi = f_w(z.real) + 1j * f_w(z.imag)
     m_psi = np.abs(psi) + p["magnitude_bias"]
-    phi = np.angle(psi) + p["phase_bias"]
+    phi = np_stable_angle(psi) + p["phase_bias"]
     chi = f_w(np.abs(z)) + p["magnitude_bias"]
     m = 0.5 * m_psi + 0.5 * chi
     if activation and m.ndim == 2:
@@ -247,3 +253,33 @@ def test_output_layer_has_the_activation(model_cls):
     assert "norm" in params["dec_output"]
     assert params["enc_linear"]["norm"].keys() == {"scale", "bias"}  # LayerNorm on dense.
 
+
+
+def test_safe_angle_is_the_official_stable_angle():
+    re = np.array([1.0, -1.0, 0.0, 1e-9, -2.0, 3.0, 0.0], np.float32)
+    im = np.array([0.0, 0.0, 0.0, 0.0, 5e-9, -1.0, -1e-9], np.float32)
+    expected = np_stable_angle(re.astype(np.float64) + 1j * im.astype(np.float64))
+    np.testing.assert_allclose(safe_angle(jnp.asarray(re), jnp.asarray(im)), expected, atol=1e-6)
+    grads = jax.grad(lambda r, i: jnp.sum(safe_angle(r, i)), argnums=1)(
+        jnp.asarray(re), jnp.asarray(im)
+    )
+    assert np.all(np.asarray(grads)[np.abs(im) < 1e-8] == 0)  # Replaced values get none.
+
+
+def test_phase_biases_get_gradients_from_real_inputs():
+    """With real images and zero phase biases every activation is (nearly) real; the
+    official eps-nudge in the phase keeps the gradient of the phase biases non-zero there,
+    so training can leave that saddle (without it they stay exactly 0)."""
+    images = jax.random.uniform(jax.random.PRNGKey(0), (4, 16, 16, 1))
+    model = ComplexAutoEncoder(hidden_dim=4, linear_dim=8)
+    variables = model.init(jax.random.PRNGKey(1), images)
+
+    def loss(params):
+        out, _ = model.apply(
+            {**variables, "params": params}, images, train=True, mutable=["batch_stats"]
+        )
+        return jnp.mean((out["reconstruction"] - images) ** 2)
+
+    grads = jax.grad(loss)(variables["params"])
+    hidden = [k for k in grads if k not in ("dec_output", "output_1x1")]
+    assert all(float(jnp.abs(grads[k]["phase_bias"]).max()) > 0 for k in hidden)
