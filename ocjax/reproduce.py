@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -280,8 +281,25 @@ def format_row(values: dict[str, str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def append_row(report: str, row: str) -> None:
-    """Appends `row` to the table of `report` (created with its header if missing)."""
+_ROW_IDENTITY = ("protocol", "steps", "seeds", "result (mean ± std)", "commit")
+
+
+def _same_result(line: str, values: dict[str, str]) -> bool:
+    """Whether table `line` reports the same protocol, budget, result and commit as `values`."""
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+    if len(cells) != len(TABLE_COLUMNS):
+        return False
+    row = dict(zip(TABLE_COLUMNS, cells))
+    return all(row[k] == str(values[k]).replace("|", "\\|") for k in _ROW_IDENTITY)
+
+
+def append_row(report: str, row: str, values: dict[str, str] | None = None) -> bool:
+    """Appends `row` to the table of `report` (created with its header if missing).
+
+    With `values` (the row's cells), a row that repeats an existing one (same protocol,
+    steps, seeds, result and commit, e.g. a rerun that only redraws the curve) is not
+    appended again. Returns whether the row was appended.
+    """
     if not os.path.exists(report):
         os.makedirs(os.path.dirname(report) or ".", exist_ok=True)
         with open(report, "w", encoding="utf-8") as f:
@@ -291,11 +309,14 @@ def append_row(report: str, row: str) -> None:
             )
     with open(report, encoding="utf-8") as f:
         text = f.read()
+    if values is not None and any(_same_result(line, values) for line in text.splitlines()):
+        return False
     if TABLE_HEADER not in text:
         separator = "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"
         text = text.rstrip("\n") + "\n\n" + TABLE_HEADER + "\n" + separator + "\n"
     with open(report, "w", encoding="utf-8") as f:
         f.write(text + row + "\n")
+    return True
 
 
 def reproduce(
@@ -371,7 +392,7 @@ def reproduce(
         "curve": f"[curve](reproductions/{name}_curve.png)",
         "masks": f"[masks](reproductions/{name}_masks.png)",
     }
-    append_row(os.path.join(docs, "reproductions.md"), format_row(row))
+    append_row(os.path.join(docs, "reproductions.md"), format_row(row), row)
     return {**row, "results": results, "metric_values": metric_values}
 
 
