@@ -80,6 +80,8 @@ def test_driver_writes_row_curve_and_masks(data_dir, tmp_path):
     assert cells["seeds"] == "2" and cells["steps"] == "4 × batch 8"
     assert cells["reached"] == ("yes" if fg_ari.mean() >= 0.5 else "no")
     assert cells["date"] and cells["commit"] and "cores" in cells["machine"]
+    run = json.loads((tmp_path / "runs" / "tiny" / "seed0" / "run.json").read_text())
+    assert run["commits"] == [cells["commit"]] and run["seconds"] > 0
     assert row["metric_values"] == list(fg_ari)
     for picture in ("tiny_curve.png", "tiny_masks.png"):
         assert (docs / "reproductions" / picture).stat().st_size > 1000
