@@ -254,7 +254,13 @@ def plot_curve(
         stds = [float(np.std(reference[k], ddof=1)) if len(reference[k]) > 1 else 0 for k in steps]
         seeds = max(len(v) for v in reference.values())
         left.errorbar(
-            steps, means, yerr=stds, color="black", marker="s", markersize=4, capsize=3,
+            steps,
+            means,
+            yerr=stds,
+            color="black",
+            marker="s",
+            markersize=4,
+            capsize=3,
             label=f"{reference_label} ({seeds} seed{'s' * (seeds > 1)})",
         )
     left.axhline(protocol.target, color="grey", linestyle="--", label=f"target {protocol.target}")

@@ -60,9 +60,9 @@ def _stride1_conv(
     )
 
 
-class StridedConv(nn.Module):
-    """Convolution, exactly `nn.Conv(features, kernel_size, strides, padding)`, computed as
-    space-to-depth plus a stride-1 convolution (see the module docstring)."""
+class _ConvLayer(nn.Module):
+    """Fields and parameters shared by both layers: Flax's `kernel` `[kh, kw, in, out]` and
+    optional `bias` `[out]`, with Flax's default initialisers."""
 
     features: int
     kernel_size: tuple[int, int]
@@ -73,11 +73,27 @@ class StridedConv(nn.Module):
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros
 
+    def _kernel(self, in_features: int) -> jax.Array:
+        """The `kernel` parameter `[kh, kw, in_features, features]`."""
+        shape = (*self.kernel_size, in_features, self.features)
+        return self.param("kernel", self.kernel_init, shape)
+
+    def _add_bias(self, y: jax.Array) -> jax.Array:
+        """`y` plus the `bias` parameter when `use_bias`."""
+        if not self.use_bias:
+            return y
+        return y + self.param("bias", self.bias_init, (self.features,)).astype(self.dtype)
+
+
+class StridedConv(_ConvLayer):
+    """Convolution, exactly `nn.Conv(features, kernel_size, strides, padding)`, computed as
+    space-to-depth plus a stride-1 convolution (see the module docstring)."""
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps `[b, h, w, c]` to `[b, h', w', features]` (h' as `nn.Conv`)."""
         b, c = x.shape[0], x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, c, self.features))
+        kernel = self._kernel(c)
         (sh, sw), ((lo_h, hi_h), (lo_w, hi_w)) = self.strides, self.padding
         out_h = (x.shape[1] + lo_h + hi_h - self.kernel_size[0]) // sh + 1
         out_w = (x.shape[2] + lo_w + hi_w - self.kernel_size[1]) // sw + 1
@@ -96,32 +112,18 @@ class StridedConv(nn.Module):
             (-min_h, out_h - blocks_h + min_h + select_h.shape[1] - 1),
             (-min_w, out_w - blocks_w + min_w + select_w.shape[1] - 1),
         ]
-        y = _stride1_conv(x, phased, pads, self.dtype)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,)).astype(self.dtype)
-        return y
+        return self._add_bias(_stride1_conv(x, phased, pads, self.dtype))
 
 
-class SubPixelConvTranspose(nn.Module):
+class SubPixelConvTranspose(_ConvLayer):
     """Transposed convolution, exactly `nn.ConvTranspose(features, kernel_size, strides,
     padding)` with an unflipped kernel, computed as one stride-1 convolution of the
     undilated input plus depth-to-space (see the module docstring)."""
 
-    features: int
-    kernel_size: tuple[int, int]
-    strides: tuple[int, int]
-    padding: Padding
-    use_bias: bool = False
-    dtype: Dtype = jnp.float32
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros
-
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps `[b, h, w, c]` to `[b, h', w', features]` (h' as `nn.ConvTranspose`)."""
-        kernel = self.param(
-            "kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features)
-        )
+        kernel = self._kernel(x.shape[-1])
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         (lo_h, hi_h), (lo_w, hi_w) = self.padding
         size_h = (x.shape[1] - 1) * sh + 1 + lo_h + hi_h - kh + 1
@@ -140,10 +142,7 @@ class SubPixelConvTranspose(nn.Module):
         b = y.shape[0]
         y = y.reshape(b, steps_h, steps_w, sh, sw, self.features)
         y = y.transpose(0, 1, 3, 2, 4, 5).reshape(b, steps_h * sh, steps_w * sw, self.features)
-        y = y[:, :size_h, :size_w]
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,)).astype(self.dtype)
-        return y
+        return self._add_bias(y[:, :size_h, :size_w])
 
 
 def _phase_selection(kernel: int, stride: int, pad_lo: int) -> tuple[np.ndarray, int]:

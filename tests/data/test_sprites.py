@@ -21,13 +21,18 @@ def test_scenes_follow_the_factor_grids_and_painters_order(background):
         assert (np.abs(scene["scale"][:, None] - grid[None]).min(1) < 1e-6).all()
         steps = scene["orientation"] / (2 * np.pi / 40)
         np.testing.assert_allclose(steps, np.round(steps), atol=1e-4)
-        np.testing.assert_allclose(scene["position"] * 31, np.round(scene["position"] * 31), atol=1e-4)
+        np.testing.assert_allclose(
+            scene["position"] * 31, np.round(scene["position"] * 31), atol=1e-4
+        )
         # Independent occlusion: the top-most sprite covering each pixel, painted in order.
         expected = np.zeros((64, 64), np.uint8)
         for k in range(n):
             mask = sprites.sprite_mask(
-                int(scene["shape"][k]), scene["scale"][k], scene["orientation"][k],
-                *scene["position"][k], resolution=64,
+                int(scene["shape"][k]),
+                scene["scale"][k],
+                scene["orientation"][k],
+                *scene["position"][k],
+                resolution=64,
             )
             assert mask.sum() > 20 and not (mask[0].any() or mask[-1].any())  # Inside the frame.
             expected[mask] = k + 1

@@ -254,7 +254,6 @@ def test_output_layer_has_the_activation(model_cls):
     assert params["enc_linear"]["norm"].keys() == {"scale", "bias"}  # LayerNorm on dense.
 
 
-
 def test_safe_angle_is_the_official_stable_angle():
     re = np.array([1.0, -1.0, 0.0, 1e-9, -2.0, 3.0, 0.0], np.float32)
     im = np.array([0.0, 0.0, 0.0, 0.0, 5e-9, -1.0, -1e-9], np.float32)
