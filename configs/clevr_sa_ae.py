@@ -106,7 +106,5 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         )
         config.evaluation.batch_size = 40
     elif preset:
-        raise ValueError(
-            f"Unknown preset {preset!r} for clevr_sa_ae.py; use '', 'cpu' or 'quick'."
-        )
+        raise ValueError(f"Unknown preset {preset!r} for clevr_sa_ae.py; use '', 'cpu' or 'quick'.")
     return config

@@ -6,8 +6,8 @@ r"""Reproduction driver: run a named CPU protocol end to end and record the resu
 A protocol (`PROTOCOLS`) names a config preset (`:cpu`, the paper's protocol scaled to about
 an hour on a 2-core CPU, see each config's docstring), the metric the paper reports and the
 target. For each seed the driver trains and evaluates into `<workroot>/<name>/seed<k>`
-(rerunning the command resumes unfinished seeds and reuses finished ones), then appends a
-row to `docs/reproductions.md` (system, data, protocol, steps, seeds, metric mean ± std,
+(rerunning the command resumes unfinished seeds and reuses finished ones; each seed's
+`run.json` keeps its wall time and the commits that trained it), then appends a row to `docs/reproductions.md` (system, data, protocol, steps, seeds, metric mean ± std,
 paper, target, wall time, machine, date, commit) and writes the learning curve
 (`<name>_curve.png`: held-out metric and training loss against step, one line per seed) and
 the first seed's mask picture (`<name>_masks.png`) into `docs/reproductions/`.
@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -159,38 +160,41 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
     return [merged[step] for step in sorted(merged)]
 
 
-def run_seed(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict[str, Any], float]:
-    """Trains and evaluates one seed into `workdir` (resuming); returns eval.json and seconds.
+def run_seed(
+    config: ml_collections.ConfigDict, workdir: str, code_version: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Trains and evaluates one seed into `workdir` (resuming); returns eval.json and the
+    run record `{"seconds", "commits"}` kept in `workdir/run.json`.
 
-    A seed whose `eval.json` already holds the final step is not run again; its wall time
-    is read back from `wall_time.json`, which also accumulates over interrupted runs
-    (Ctrl-C or SIGTERM).
+    A seed whose `eval.json` already holds the final step is not run again. `seconds`
+    accumulates over interrupted runs (Ctrl-C or SIGTERM); `commits` lists every commit
+    (`code_version`) that trained the seed, so a row never names code that did not run.
     """
     from ocjax.training import trainer  # pylint: disable=import-outside-toplevel
 
     eval_path = os.path.join(workdir, "eval.json")
-    time_path = os.path.join(workdir, "wall_time.json")
-    steps = config.training.num_steps
-    if os.path.exists(eval_path) and os.path.exists(time_path):
+    record_path = os.path.join(workdir, "run.json")
+    record: dict[str, Any] = {"seconds": 0.0, "commits": []}
+    if os.path.exists(record_path):
+        with open(record_path, encoding="utf-8") as f:
+            record = json.load(f)
+    if os.path.exists(eval_path) and os.path.exists(record_path):
         with open(eval_path, encoding="utf-8") as f:
             results = json.load(f)
-        if steps is None or results.get("step") == steps:
-            with open(time_path, encoding="utf-8") as f:
-                return results, json.load(f)["seconds"]
-    previous = 0.0
-    if os.path.exists(time_path):
-        with open(time_path, encoding="utf-8") as f:
-            previous = json.load(f)["seconds"]
+        if config.training.num_steps is None or results.get("step") == config.training.num_steps:
+            return results, record
+    if code_version not in record["commits"]:
+        record["commits"].append(code_version)
     start = time.perf_counter()
     try:
         trainer.train_and_evaluate(config, workdir)
     finally:  # An interrupted seed keeps its time, so the resumed run reports the total.
-        seconds = previous + time.perf_counter() - start
+        record["seconds"] += time.perf_counter() - start
         os.makedirs(workdir, exist_ok=True)
-        with open(time_path, "w", encoding="utf-8") as f:
-            json.dump({"seconds": seconds}, f)
+        with open(record_path, "w", encoding="utf-8") as f:
+            json.dump(record, f)
     with open(eval_path, encoding="utf-8") as f:
-        return json.load(f), seconds
+        return json.load(f), record
 
 
 def summarize(values: Sequence[float]) -> str:
@@ -250,7 +254,13 @@ def plot_curve(
         stds = [float(np.std(reference[k], ddof=1)) if len(reference[k]) > 1 else 0 for k in steps]
         seeds = max(len(v) for v in reference.values())
         left.errorbar(
-            steps, means, yerr=stds, color="black", marker="s", markersize=4, capsize=3,
+            steps,
+            means,
+            yerr=stds,
+            color="black",
+            marker="s",
+            markersize=4,
+            capsize=3,
             label=f"{reference_label} ({seeds} seed{'s' * (seeds > 1)})",
         )
     left.axhline(protocol.target, color="grey", linestyle="--", label=f"target {protocol.target}")
@@ -280,8 +290,25 @@ def format_row(values: dict[str, str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def append_row(report: str, row: str) -> None:
-    """Appends `row` to the table of `report` (created with its header if missing)."""
+_ROW_IDENTITY = ("protocol", "steps", "seeds", "result (mean ± std)", "commit")
+
+
+def _same_result(line: str, values: dict[str, str]) -> bool:
+    """Whether table `line` reports the same protocol, budget, result and commit as `values`."""
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+    if len(cells) != len(TABLE_COLUMNS):
+        return False
+    row = dict(zip(TABLE_COLUMNS, cells))
+    return all(row[k] == str(values[k]).replace("|", "\\|") for k in _ROW_IDENTITY)
+
+
+def append_row(report: str, row: str, values: dict[str, str] | None = None) -> bool:
+    """Appends `row` to the table of `report` (created with its header if missing).
+
+    With `values` (the row's cells), a row that repeats an existing one (same protocol,
+    steps, seeds, result and commit, e.g. a rerun that only redraws the curve) is not
+    appended again. Returns whether the row was appended.
+    """
     if not os.path.exists(report):
         os.makedirs(os.path.dirname(report) or ".", exist_ok=True)
         with open(report, "w", encoding="utf-8") as f:
@@ -291,11 +318,14 @@ def append_row(report: str, row: str) -> None:
             )
     with open(report, encoding="utf-8") as f:
         text = f.read()
+    if values is not None and any(_same_result(line, values) for line in text.splitlines()):
+        return False
     if TABLE_HEADER not in text:
         separator = "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"
         text = text.rstrip("\n") + "\n\n" + TABLE_HEADER + "\n" + separator + "\n"
     with open(report, "w", encoding="utf-8") as f:
         f.write(text + row + "\n")
+    return True
 
 
 def reproduce(
@@ -317,19 +347,21 @@ def reproduce(
     plus per-seed `results`.
     """
     protocol = protocol or PROTOCOLS[name]
+    code_version = commit()  # Recorded per seed when it trains, even if HEAD moves later.
     base = config if config is not None else load_protocol_config(protocol)
-    results, seconds, histories = [], [], []
+    results, seconds, histories, commits = [], [], [], []
     for seed in range(seeds):
         seed_config = ml_collections.ConfigDict(base.to_dict())
         seed_config.seed = base.seed + seed
         workdir = os.path.join(workroot, name, f"seed{seed}")
-        result, wall = run_seed(seed_config, workdir)
+        result, record = run_seed(seed_config, workdir, code_version)
         if protocol.metric not in result:
             raise KeyError(
                 f"eval.json of {workdir} has no {protocol.metric!r}; it has {sorted(result)}."
             )
         results.append(result)
-        seconds.append(wall)
+        seconds.append(record["seconds"])
+        commits.extend(c for c in record["commits"] if c not in commits)
         histories.append(read_metrics(workdir))
     pictures = os.path.join(docs, "reproductions")
     curve = os.path.join(pictures, f"{name}_curve.png")
@@ -366,11 +398,11 @@ def reproduce(
         "wall time": f"{sum(seconds) / 60:.0f} min ({np.mean(seconds) / 60:.0f} per seed)",
         "machine": f"{machine()}; load {os.getloadavg()[0]:.1f}",
         "date": datetime.date.today().isoformat(),
-        "commit": commit(),
+        "commit": ", ".join(commits),
         "curve": f"[curve](reproductions/{name}_curve.png)",
         "masks": f"[masks](reproductions/{name}_masks.png)",
     }
-    append_row(os.path.join(docs, "reproductions.md"), format_row(row))
+    append_row(os.path.join(docs, "reproductions.md"), format_row(row), row)
     return {**row, "results": results, "metric_values": metric_values}
 
 

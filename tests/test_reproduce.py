@@ -61,8 +61,14 @@ def test_driver_writes_row_curve_and_masks(data_dir, tmp_path):
     reference = tmp_path / "official.csv"
     reference.write_text("step,fg_ari\n2,0.1\n4,0.3\n")
     row = reproduce.reproduce(
-        "tiny", seeds=2, workroot=str(tmp_path / "runs"), docs=str(docs), protocol=TINY,
-        config=config, reference=[str(reference)], reference_label="official",
+        "tiny",
+        seeds=2,
+        workroot=str(tmp_path / "runs"),
+        docs=str(docs),
+        protocol=TINY,
+        config=config,
+        reference=[str(reference)],
+        reference_label="official",
     )
     # Independent recomputation of the summary from the seeds' eval.json files.
     values = [
@@ -80,24 +86,34 @@ def test_driver_writes_row_curve_and_masks(data_dir, tmp_path):
     assert cells["seeds"] == "2" and cells["steps"] == "4 × batch 8"
     assert cells["reached"] == ("yes" if fg_ari.mean() >= 0.5 else "no")
     assert cells["date"] and cells["commit"] and "cores" in cells["machine"]
+    run = json.loads((tmp_path / "runs" / "tiny" / "seed0" / "run.json").read_text())
+    assert run["commits"] == [cells["commit"]] and run["seconds"] > 0
     assert row["metric_values"] == list(fg_ari)
     for picture in ("tiny_curve.png", "tiny_masks.png"):
         assert (docs / "reproductions" / picture).stat().st_size > 1000
 
-    # A rerun reuses finished seeds (no training) and appends a second identical result.
+    # A rerun reuses finished seeds (no training), redraws the pictures and does not repeat
+    # the row.
     mtime = os.path.getmtime(tmp_path / "runs" / "tiny" / "seed0" / "eval.json")
     reproduce.reproduce(
-        "tiny", seeds=2, workroot=str(tmp_path / "runs"), docs=str(docs), protocol=TINY,
+        "tiny",
+        seeds=2,
+        workroot=str(tmp_path / "runs"),
+        docs=str(docs),
+        protocol=TINY,
         config=config,
     )
     assert os.path.getmtime(tmp_path / "runs" / "tiny" / "seed0" / "eval.json") == mtime
-    rows = _table_rows(str(docs / "reproductions.md"))
-    assert len(rows) == 2 and rows[1][6] == rows[0][6]
+    assert len(_table_rows(str(docs / "reproductions.md"))) == 1
 
 
 def test_read_metrics_keeps_the_last_record_of_a_repeated_step(tmp_path):
-    lines = [{"step": 2, "loss": 1.0}, {"step": 4, "loss": 0.5}, {"step": 4, "loss": 0.4},
-             {"step": 4, "eval/x": 0.1}]
+    lines = [
+        {"step": 2, "loss": 1.0},
+        {"step": 4, "loss": 0.5},
+        {"step": 4, "loss": 0.4},
+        {"step": 4, "eval/x": 0.1},
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert reproduce.read_metrics(str(tmp_path)) == [
         {"step": 2, "loss": 1.0},

@@ -9,6 +9,7 @@ import ml_collections
 from ocjax.data.builders import clevr, coco, coco_panoptic, multi_object
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
 from ocjax.data.builders.shapes import Shapes, ShapesConfig
+from ocjax.data.builders.sprites_like import SpritesLike, SpritesLikeConfig
 from ocjax.data.builders.tetrominoes_like import TetrominoesLike, TetrominoesLikeConfig
 from ocjax.data.generators import clevr_like, tetrominoes
 
@@ -109,6 +110,42 @@ def tetrominoes_like_sources(
     )
 
 
+def multi_dsprites_like_sources(
+    data_dir: str,
+    *,
+    resolution: int,
+    max_objects: int,
+    min_sprites: int = 2,
+    max_sprites: int = 5,
+    background: str = "colored",
+    num_train: int = 60_000,
+    num_validation: int = 1_000,
+    num_test: int = 320,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Renders the Multi-dSprites-like scenes on first use, then opens their splits."""
+    if max_sprites > max_objects:
+        raise ValueError(
+            f"Scenes hold up to {max_sprites} sprites but data.max_objects is {max_objects}; "
+            f"set data.max_objects to at least {max_sprites}."
+        )
+    config = SpritesLikeConfig.make(
+        resolution=resolution,
+        min_sprites=min_sprites,
+        max_sprites=max_sprites,
+        background=background,
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+        seed=seed,
+    )
+    return _prepare(
+        lambda: SpritesLike(config=config, data_dir=data_dir, file_format="array_record"),
+        "Multi-dSprites-like",
+        os.path.join(data_dir, "sprites_like", config.name),
+    )
+
+
 def _prepare(make_builder: Callable[[], Any], label: str, cache: str) -> dict[str, Any]:
     """Builds, renders if missing and opens a builder's splits; cache faults become errors."""
     try:
@@ -144,6 +181,7 @@ DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "clevr": clevr.clevr_sources,
     "shapes": shapes_sources,
     "tetrominoes_like": tetrominoes_like_sources,
+    "multi_dsprites_like": multi_dsprites_like_sources,
 }
 # Set by the config's `data` section itself rather than per dataset.
 _SHARED_OPTIONS = ("data_dir", "resolution", "max_objects")

@@ -6,16 +6,35 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ocjax.models.conv import SubPixelConvTranspose, transpose_same_padding
 from ocjax.models.encoders import SoftPositionEmbedding
 
 Dtype = Any
+
+
+def _conv_transpose(
+    features: int, kernel: tuple[int, int], stride: int, dtype: Dtype, name: str
+) -> SubPixelConvTranspose:
+    """`nn.ConvTranspose(features, kernel, strides=stride, padding="SAME")` with its bias, in
+    the sub-pixel form (same parameters and outputs, fast on XLA:CPU)."""
+    strides = (stride, stride)
+    return SubPixelConvTranspose(
+        features,
+        kernel,
+        strides,
+        transpose_same_padding(kernel, strides),
+        use_bias=True,
+        dtype=dtype,
+        name=name,
+    )
 
 
 class SpatialBroadcastDecoder(nn.Module):
     """Broadcasts every slot to a small grid and upsamples it with transposed convolutions.
 
     Each stride-2 layer doubles the grid, so the output side is
-    `initial_size * 2 ** len(upsample_channels)`.
+    `initial_size * 2 ** len(upsample_channels)`. The layers are `nn.ConvTranspose` with
+    "SAME" padding, as in the official code, computed in the sub-pixel form.
     """
 
     initial_size: int = 8
@@ -41,13 +60,9 @@ class SpatialBroadcastDecoder(nn.Module):
         x = SoftPositionEmbedding(dtype=self.dtype, name="position")(x)
         kernel = (self.kernel_size, self.kernel_size)
         for i, c in enumerate(self.upsample_channels):
-            x = nn.relu(
-                nn.ConvTranspose(c, kernel, strides=(2, 2), dtype=self.dtype, name=f"upsample_{i}")(
-                    x
-                )
-            )
+            x = nn.relu(_conv_transpose(c, kernel, 2, self.dtype, f"upsample_{i}")(x))
         for i, c in enumerate(self.hidden_channels):
-            x = nn.relu(nn.ConvTranspose(c, kernel, dtype=self.dtype, name=f"hidden_{i}")(x))
-        x = nn.ConvTranspose(self.output_channels + 1, (3, 3), dtype=self.dtype, name="output")(x)
+            x = nn.relu(_conv_transpose(c, kernel, 1, self.dtype, f"hidden_{i}")(x))
+        x = _conv_transpose(self.output_channels + 1, (3, 3), 1, self.dtype, "output")(x)
         x = x.reshape(batch, num_slots, *x.shape[1:]).astype(jnp.float32)
         return x[..., :-1], x[..., -1]

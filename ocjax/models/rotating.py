@@ -142,7 +142,7 @@ class RotatingConv(nn.Module):
 class RotatingConvTranspose(nn.Module):
     """Rotating transposed conv: `[b, n, h, w, c]` → `[b, n, h·stride, w·stride, features]`.
 
-    `f_w` is `nn.ConvTranspose` (unflipped kernel) with `conv_transpose_padding`.
+    `f_w` is a `SubPixelConvTranspose` (unflipped kernel) with `conv_transpose_padding`.
     """
 
     features: int
