@@ -244,7 +244,7 @@ def plot_curve(
     for seed, records in enumerate(histories):
         points = [(r["step"], r[key]) for r in records if key in r]
         if points:
-            left.plot(*zip(*points), marker="o", markersize=3, label=f"seed {seed}")
+            left.plot(*zip(*points), marker="o", markersize=3, label=f"ocjax seed {seed}")
         losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
         if losses:
             right.plot(*zip(*losses), label=f"seed {seed}")
