@@ -38,3 +38,32 @@ def scene_features(
             **extra,
         }
     )
+
+
+def planar_example(
+    index: int,
+    scene: dict[str, np.ndarray],
+    *,
+    color: np.ndarray | None = None,
+    visible: np.ndarray | None = None,
+    **objects: np.ndarray,
+) -> dict:
+    """A tfds example of a 2-D scene (`image`, `segmentation` `[h, w]`, `shape` `[n]`,
+    `position` `[n, 2]` x, y): position (x, y, 0), `material` and `size` -1, `color` and
+    `visible` as given (default -1 and all True), plus dataset-specific `objects`."""
+    n = len(scene["shape"])
+    unset = np.full(n, -1, np.int32)
+    return {
+        "index": index,
+        "image": scene["image"],
+        "segmentation": scene["segmentation"][..., None],
+        "objects": {
+            "shape": scene["shape"],
+            "color": unset if color is None else color,
+            "material": unset,
+            "size": unset,
+            "visible": np.ones(n, bool) if visible is None else visible,
+            "position": np.concatenate([scene["position"], np.zeros((n, 1), np.float32)], -1),
+            **objects,
+        },
+    }

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ocjax.data.builders.clevr_like import SPLITS, scene_seed
-from ocjax.data.builders.features import scene_features
+from ocjax.data.builders.features import planar_example, scene_features
 from ocjax.data.generators import sprites
 
 
@@ -115,21 +115,11 @@ class SpritesLike(tfds.core.GeneratorBasedBuilder):
 
 def to_example(index: int, scene: dict[str, np.ndarray]) -> dict:
     """Arranges a `render_sprites` result as a tfds example (see the module docstring)."""
-    n = len(scene["shape"])
-    unset = np.full(n, -1, np.int32)
-    return {
-        "index": index,
-        "image": scene["image"],
-        "segmentation": scene["segmentation"][..., None],
-        "objects": {
-            "shape": scene["shape"],
-            "color": unset,
-            "material": unset,
-            "size": unset,
-            "visible": scene["visible"],
-            "position": np.concatenate([scene["position"], np.zeros((n, 1), np.float32)], -1),
-            "scale": scene["scale"],
-            "orientation": scene["orientation"],
-            "rgb": scene["color"],
-        },
-    }
+    return planar_example(
+        index,
+        scene,
+        visible=scene["visible"],
+        scale=scene["scale"],
+        orientation=scene["orientation"],
+        rgb=scene["color"],
+    )

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ocjax.data.builders.clevr_like import SPLITS, scene_seed
-from ocjax.data.builders.features import scene_features
+from ocjax.data.builders.features import planar_example, scene_features
 from ocjax.data.generators import tetrominoes
 
 
@@ -80,18 +80,4 @@ class TetrominoesLike(tfds.core.GeneratorBasedBuilder):
 
 def to_example(index: int, scene: dict[str, np.ndarray]) -> dict:
     """Arranges a `render_tetrominoes` result as a tfds example (see the module docstring)."""
-    n = len(scene["shape"])
-    unset = np.full(n, -1, np.int32)
-    return {
-        "index": index,
-        "image": scene["image"],
-        "segmentation": scene["segmentation"][..., None],
-        "objects": {
-            "shape": scene["shape"],
-            "color": scene["color"],
-            "material": unset,
-            "size": unset,
-            "visible": np.ones(n, bool),
-            "position": np.concatenate([scene["position"], np.zeros((n, 1), np.float32)], -1),
-        },
-    }
+    return planar_example(index, scene, color=scene["color"])
