@@ -120,22 +120,14 @@ def weight_map(
         return nn.Dense(features, **common)
     if kind == "conv":
         return StridedConv(
-            features,
-            tuple(kernel_size),
-            tuple(strides),
-            conv_padding(kernel_size),
-            dtype=dtype,
-            kernel_init=WEIGHT_INIT,
-            name="fw",
+            features, tuple(kernel_size), tuple(strides), conv_padding(kernel_size), **common
         )
     return SubPixelConvTranspose(
         features,
         tuple(kernel_size),
         tuple(strides),
         conv_transpose_padding(kernel_size, strides),
-        dtype=dtype,
-        kernel_init=TRANSPOSE_WEIGHT_INIT,
-        name="fw",
+        **{**common, "kernel_init": TRANSPOSE_WEIGHT_INIT},
     )
 
 
