@@ -124,10 +124,15 @@ def commit() -> str:
     """Short hash of HEAD, with `-dirty` if the working tree has changes (or `unknown`)."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            check=False,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
+            check=False,
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -195,6 +200,33 @@ def run_seed(
             json.dump(record, f)
     with open(eval_path, encoding="utf-8") as f:
         return json.load(f), record
+
+
+def seed_workdir(workroot: str, name: str, seed: int) -> str:
+    """Workdir of seed index `seed` of protocol `name`."""
+    return os.path.join(workroot, name, f"seed{seed}")
+
+
+def seed_config(base: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+    """`base` with its seed offset by the seed index."""
+    config = ml_collections.ConfigDict(base.to_dict())
+    config.seed = base.seed + seed
+    return config
+
+
+def train_one_seed(
+    name: str,
+    seed: int,
+    *,
+    workroot: str = "runs/reproduce",
+    protocol: Protocol | None = None,
+    config: ml_collections.ConfigDict | None = None,
+) -> dict[str, Any]:
+    """Trains and evaluates seed index `seed` of protocol `name` only (no row); returns its
+    eval.json. A later `reproduce` with enough seeds reuses it."""
+    base = config if config is not None else load_protocol_config(protocol or PROTOCOLS[name])
+    result, _ = run_seed(seed_config(base, seed), seed_workdir(workroot, name, seed), commit())
+    return result
 
 
 def summarize(values: Sequence[float]) -> str:
@@ -351,10 +383,8 @@ def reproduce(
     base = config if config is not None else load_protocol_config(protocol)
     results, seconds, histories, commits = [], [], [], []
     for seed in range(seeds):
-        seed_config = ml_collections.ConfigDict(base.to_dict())
-        seed_config.seed = base.seed + seed
-        workdir = os.path.join(workroot, name, f"seed{seed}")
-        result, record = run_seed(seed_config, workdir, code_version)
+        workdir = seed_workdir(workroot, name, seed)
+        result, record = run_seed(seed_config(base, seed), workdir, code_version)
         if protocol.metric not in result:
             raise KeyError(
                 f"eval.json of {workdir} has no {protocol.metric!r}; it has {sorted(result)}."
@@ -427,6 +457,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "columns step and the metric, e.g. ari_bg); repeatable",
     )
     parser.add_argument("--reference_label", default="reference", help="legend of --reference")
+    parser.add_argument(
+        "--only_seed",
+        type=int,
+        default=None,
+        help="train and evaluate only this seed index (e.g. one per machine or core) and "
+        "write no row; a later run with --seeds reuses it",
+    )
     parser.add_argument("--list", action="store_true", help="list the protocols and exit")
     args = parser.parse_args(argv)
     if args.list or args.name is None:
@@ -437,8 +474,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"Unknown protocol {args.name!r}; use one of {sorted(PROTOCOLS)} (--list).")
     if args.seeds < 1:
         sys.exit(f"--seeds must be at least 1, got {args.seeds}.")
+    if args.only_seed is not None and args.only_seed < 0:
+        sys.exit(f"--only_seed must be a seed index ≥ 0, got {args.only_seed}.")
     logging.getLogger("absl").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if args.only_seed is not None:
+        result = train_one_seed(args.name, args.only_seed, workroot=args.workroot)
+        protocol = PROTOCOLS[args.name]
+        print(
+            f"{args.name} seed {args.only_seed}: {protocol.metric_label} "
+            f"{result[protocol.metric]:.3f} (no row; rerun with --seeds to write it)"
+        )
+        return
     row = reproduce(
         args.name,
         seeds=args.seeds,

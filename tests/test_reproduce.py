@@ -27,7 +27,8 @@ TINY = reproduce.Protocol(
 
 
 def _table_rows(path: str) -> list[list[str]]:
-    lines = open(path, encoding="utf-8").read().splitlines()
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
     start = lines.index(reproduce.TABLE_HEADER)
     return [[c.strip() for c in line.strip("|").split("|")] for line in lines[start + 2 :] if line]
 
@@ -105,6 +106,27 @@ def test_driver_writes_row_curve_and_masks(data_dir, tmp_path):
     )
     assert os.path.getmtime(tmp_path / "runs" / "tiny" / "seed0" / "eval.json") == mtime
     assert len(_table_rows(str(docs / "reproductions.md"))) == 1
+
+
+def test_a_seed_trained_alone_is_reused_by_the_driver(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    config.training.update(num_steps=2, log_every=1)
+    runs = tmp_path / "runs"
+    alone = reproduce.train_one_seed("tiny", 1, workroot=str(runs), protocol=TINY, config=config)
+    seed1 = runs / "tiny" / "seed1"
+    assert not (runs / "tiny" / "seed0").exists()
+    assert json.loads((seed1 / "run.json").read_text())["seconds"] > 0
+    mtime = os.path.getmtime(seed1 / "eval.json")
+    row = reproduce.reproduce(
+        "tiny",
+        seeds=2,
+        workroot=str(runs),
+        docs=str(tmp_path / "docs"),
+        protocol=TINY,
+        config=config,
+    )
+    assert os.path.getmtime(seed1 / "eval.json") == mtime  # Reused, not trained again.
+    assert row["metric_values"][1] == alone["decoder/fg_ari"]
 
 
 def test_read_metrics_keeps_the_last_record_of_a_repeated_step(tmp_path):
