@@ -44,8 +44,24 @@ TABLE_COLUMNS = [c.strip() for c in TABLE_HEADER.strip("|").split("|")]
 
 
 @dataclasses.dataclass(frozen=True)
+class Ordering:
+    """A claim of the paper between two protocols: the mean of `metric` here is `relation`
+    (`">"` or `"<"`) its mean in protocol `other` (same workroot, same seed count)."""
+
+    metric: str  # Key of eval.json.
+    label: str
+    relation: str
+    other: str
+
+    def __post_init__(self) -> None:
+        if self.relation not in (">", "<"):
+            raise ValueError(f"Ordering relation must be '>' or '<', got {self.relation!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
 class Protocol:
-    """One reproduction: a config preset, the metric the paper reports and the target here."""
+    """One reproduction: a config preset, the metric the paper reports and the target here
+    (an absolute `target`, the paper's `orderings` against other protocols, or both)."""
 
     system: str
     data: str
@@ -53,9 +69,16 @@ class Protocol:
     metric: str  # Key of eval.json, e.g. "decoder/fg_ari".
     metric_label: str
     paper: str
-    target: float
-    picture: str  # Stem of the picture under images/ (e.g. "slots_decoder").
+    target: float | None
+    picture: str | None  # Stem of the picture under images/ ("slots_decoder"); None: no masks.
     extra_metrics: tuple[tuple[str, str], ...] = ()  # (eval.json key, label) also reported.
+    orderings: tuple[Ordering, ...] = ()
+
+    def describe_target(self) -> str:
+        """The target column: `≥ t` and/or the orderings, e.g. `Otsu-IoU > flagship_x`."""
+        parts = [f"≥ {self.target}"] if self.target is not None else []
+        parts += [f"{o.label} {o.relation} `{o.other}`" for o in self.orderings]
+        return "; ".join(parts)
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -102,6 +125,50 @@ PROTOCOLS: dict[str, Protocol] = {
         target=0.90,
         picture="readout_clusters",
         extra_metrics=(("readout/mbo", "mBO"),),
+    ),
+    # The flagship's figure 4: Slot+COSSIM segments better than Cross+COSSIM (Otsu-IoU 43.0
+    # vs 19.7), and the probe orders Slot+COSSIM > Cross+COSSIM > global-only (AP 85.6 >
+    # 80.8 > 71.9). Each ordering is checked against the other protocol's seeds.
+    "flagship_slot_cossim": Protocol(
+        system="Slot Attention + COSSIM (flagship)",
+        data="embedded CLEVR-like 64×64, 3–10 objects",
+        config="configs/clevr_slots.py:slot_cossim+cpu",
+        metric="attention/otsu_iou",
+        metric_label="Otsu-IoU",
+        paper="IoU 43.0 ± 3.1; AP 85.6 ± 2.3",
+        target=0.30,
+        picture="slots_attention",
+        extra_metrics=(("vqa/ap", "VQA AP"),),
+        orderings=(
+            Ordering("attention/otsu_iou", "Otsu-IoU", ">", "flagship_cross_cossim"),
+            Ordering("vqa/ap", "VQA AP", ">", "flagship_cross_cossim"),
+        ),
+    ),
+    "flagship_cross_cossim": Protocol(
+        system="Cross Attention + COSSIM",
+        data="embedded CLEVR-like 64×64, 3–10 objects",
+        config="configs/clevr_slots.py:cross_cossim+cpu",
+        metric="attention/otsu_iou",
+        metric_label="Otsu-IoU",
+        paper="IoU 19.7 ± 1.6; AP 80.6–80.8",
+        target=None,
+        picture="slots_attention",
+        extra_metrics=(("vqa/ap", "VQA AP"),),
+        orderings=(
+            Ordering("attention/otsu_iou", "Otsu-IoU", "<", "flagship_slot_cossim"),
+            Ordering("vqa/ap", "VQA AP", ">", "flagship_global_only"),
+        ),
+    ),
+    "flagship_global_only": Protocol(
+        system="Global only (SimCLR, CLS token)",
+        data="embedded CLEVR-like 64×64, 3–10 objects",
+        config="configs/clevr_slots.py:global_only+cpu",
+        metric="vqa/ap",
+        metric_label="VQA AP",
+        paper="AP 71.9 ± 9.2",
+        target=None,
+        picture=None,  # A global model has no object masks.
+        orderings=(Ordering("vqa/ap", "VQA AP", "<", "flagship_cross_cossim"),),
     ),
 }
 
@@ -229,6 +296,48 @@ def train_one_seed(
     return result
 
 
+def finished_results(workroot: str, name: str, seeds: int) -> list[dict[str, Any]] | None:
+    """eval.json of seeds 0..seeds-1 of protocol `name` under `workroot`, or None if any is
+    missing (not run yet, or unfinished)."""
+    results = []
+    for seed in range(seeds):
+        path = os.path.join(seed_workdir(workroot, name, seed), "eval.json")
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            results.append(json.load(f))
+    return results
+
+
+def judge(
+    protocol: Protocol, results: Sequence[dict[str, Any]], workroot: str
+) -> tuple[str, list[str]]:
+    """The `reached` column (`yes`, `no` or `pending`) and one line per check.
+
+    The target holds if the metric's mean reaches it; an ordering if this protocol's mean
+    of its metric stands in its relation to the other protocol's mean over as many seeds.
+    An ordering whose other protocol has not finished those seeds is `pending`.
+    """
+    checks, verdicts = [], []
+    if protocol.target is not None:
+        mean = float(np.mean([r[protocol.metric] for r in results]))
+        verdicts.append(mean >= protocol.target)
+        checks.append(f"{protocol.metric_label} {mean:.3f} ≥ {protocol.target}: {verdicts[-1]}")
+    for o in protocol.orderings:
+        others = finished_results(workroot, o.other, len(results))
+        if others is None:
+            verdicts.append(None)
+            checks.append(f"{o.label} {o.relation} {o.other}: pending ({o.other} not finished)")
+            continue
+        mine = float(np.mean([r[o.metric] for r in results]))
+        theirs = float(np.mean([r[o.metric] for r in others]))
+        verdicts.append(mine > theirs if o.relation == ">" else mine < theirs)
+        checks.append(f"{o.label} {mine:.3f} {o.relation} {theirs:.3f} ({o.other}): {verdicts[-1]}")
+    if any(v is False for v in verdicts):
+        return "no", checks
+    return ("pending" if None in verdicts else "yes"), checks
+
+
 def summarize(values: Sequence[float]) -> str:
     """`mean ± std` (sample std over seeds; `mean` alone for one seed), three decimals."""
     values = np.asarray(values, np.float64)
@@ -295,7 +404,10 @@ def plot_curve(
             capsize=3,
             label=f"{reference_label} ({seeds} seed{'s' * (seeds > 1)})",
         )
-    left.axhline(protocol.target, color="grey", linestyle="--", label=f"target {protocol.target}")
+    if protocol.target is not None:
+        left.axhline(
+            protocol.target, color="grey", linestyle="--", label=f"target {protocol.target}"
+        )
     left.set(
         xlabel="step",
         ylabel=f"{protocol.metric_label} (held-out)",
@@ -322,11 +434,13 @@ def format_row(values: dict[str, str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-_ROW_IDENTITY = ("protocol", "steps", "seeds", "result (mean ± std)", "commit")
+# A rerun appends a row only if one of these changed (e.g. an ordering no longer pending).
+_ROW_IDENTITY = ("protocol", "steps", "seeds", "result (mean ± std)", "reached", "commit")
 
 
 def _same_result(line: str, values: dict[str, str]) -> bool:
-    """Whether table `line` reports the same protocol, budget, result and commit as `values`."""
+    """Whether table `line` reports the same protocol, budget, result, verdict and commit as
+    `values`."""
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
     if len(cells) != len(TABLE_COLUMNS):
         return False
@@ -404,11 +518,13 @@ def reproduce(
         read_reference(reference, column) if reference else None,
         reference_label,
     )
-    masks = os.path.join(pictures, f"{name}_masks.png")
-    shutil.copyfile(
-        os.path.join(workroot, name, "seed0", "images", protocol.picture + ".png"), masks
-    )
+    if protocol.picture is not None:
+        shutil.copyfile(
+            os.path.join(seed_workdir(workroot, name, 0), "images", protocol.picture + ".png"),
+            os.path.join(pictures, f"{name}_masks.png"),
+        )
     metric_values = [r[protocol.metric] for r in results]
+    reached, checks = judge(protocol, results, workroot)
     shown = [f"{protocol.metric_label} {summarize(metric_values)}"] + [
         f"{label} {summarize([r[key] for r in results])}"
         for key, label in protocol.extra_metrics
@@ -423,17 +539,17 @@ def reproduce(
         "metric": f"{protocol.metric_label} ({base.evaluation.split}, {results[0]['num_images']} images)",
         "result (mean ± std)": "; ".join(shown),
         "paper": protocol.paper,
-        "target": f"≥ {protocol.target}",
-        "reached": "yes" if np.mean(metric_values) >= protocol.target else "no",
+        "target": protocol.describe_target(),
+        "reached": reached,
         "wall time": f"{sum(seconds) / 60:.0f} min ({np.mean(seconds) / 60:.0f} per seed)",
         "machine": f"{machine()}; load {os.getloadavg()[0]:.1f}",
         "date": datetime.date.today().isoformat(),
         "commit": ", ".join(commits),
         "curve": f"[curve](reproductions/{name}_curve.png)",
-        "masks": f"[masks](reproductions/{name}_masks.png)",
+        "masks": f"[masks](reproductions/{name}_masks.png)" if protocol.picture else "–",
     }
     append_row(os.path.join(docs, "reproductions.md"), format_row(row), row)
-    return {**row, "results": results, "metric_values": metric_values}
+    return {**row, "results": results, "metric_values": metric_values, "checks": checks}
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -468,7 +584,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.list or args.name is None:
         for key, p in PROTOCOLS.items():
-            print(f"{key:20s} {p.system}, {p.data}: {p.metric_label} ≥ {p.target} ({p.config})")
+            print(
+                f"{key:22s} {p.system}, {p.data}: {p.metric_label} {p.describe_target()} ({p.config})"
+            )
         return
     if args.name not in PROTOCOLS:
         sys.exit(f"Unknown protocol {args.name!r}; use one of {sorted(PROTOCOLS)} (--list).")
@@ -495,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         reference_label=args.reference_label,
     )
     print(format_row({k: row[k] for k in TABLE_COLUMNS}))
+    for line in row["checks"]:
+        print(line)
 
 
 if __name__ == "__main__":

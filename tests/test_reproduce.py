@@ -1,5 +1,6 @@
 """The reproduction driver runs a protocol end to end and writes a well-formed report row."""
 
+import dataclasses
 import json
 import os
 
@@ -157,8 +158,14 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
     protocol = reproduce.PROTOCOLS[name]
     config = reproduce.load_protocol_config(protocol)
     assert config.evaluation.every_steps, "the curve needs held-out evaluation"
-    assert config.training.num_steps % config.evaluation.every_steps == 0
-    assert 0 < protocol.target <= 1
+    steps = config.training.num_steps or round(
+        config.training.num_epochs
+        * config.data[config.data.name].num_train
+        / config.training.batch_size
+    )
+    assert steps % config.evaluation.every_steps == 0
+    assert protocol.target is not None or protocol.orderings, "nothing to judge"
+    assert protocol.target is None or 0 < protocol.target <= 1
     res, channels = config.data.resolution, config.data.get("channels", 3)
     model = build_model(**config.model)
     images = jax.ShapeDtypeStruct((2, res, res, channels), jnp.float32)
@@ -169,7 +176,51 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
         variables,
         images,
     )
-    assert outputs["reconstruction"].shape == (2, res, res, channels)
+    kind = protocol.metric.split("/")[0]
+    if kind in ("decoder", "readout"):
+        assert outputs["reconstruction"].shape == (2, res, res, channels)
+    elif kind == "attention":
+        assert outputs["attention"].shape[0] == 2
+    else:
+        assert protocol.metric == "vqa/ap" and config.evaluation.probe.steps > 0
+
+
+def test_orderings_name_registered_protocols_and_agree_both_ways():
+    claims = {
+        (name, o.metric, o.other): o.relation
+        for name, p in reproduce.PROTOCOLS.items()
+        for o in p.orderings
+    }
+    flip = {">": "<", "<": ">"}
+    for (name, metric, other), relation in claims.items():
+        assert other in reproduce.PROTOCOLS and other != name
+        assert claims.get((other, metric, name), flip[relation]) == flip[relation]
+
+
+def _write_eval(workroot, name, values):
+    for seed, value in enumerate(values):
+        path = workroot / name / f"seed{seed}"
+        path.mkdir(parents=True)
+        (path / "eval.json").write_text(json.dumps({"m": value, "step": 1}))
+
+
+def test_judge_checks_the_target_and_each_ordering(tmp_path):
+    ordering = reproduce.Ordering("m", "M", ">", "other")
+    protocol = dataclasses.replace(TINY, metric="m", target=0.5, orderings=(ordering,))
+    mine = [{"m": 0.6}, {"m": 0.8}]  # Mean 0.7.
+    assert reproduce.judge(protocol, mine, str(tmp_path))[0] == "pending"
+    _write_eval(tmp_path, "other", [0.9])  # One seed where two are needed: still pending.
+    assert reproduce.judge(protocol, mine, str(tmp_path))[0] == "pending"
+    (tmp_path / "other" / "seed0" / "eval.json").unlink()
+    (tmp_path / "other" / "seed0").rmdir()
+    _write_eval(tmp_path, "other", [0.5, 0.95])  # Mean 0.725 > 0.7: the ordering fails.
+    verdict, checks = reproduce.judge(protocol, mine, str(tmp_path))
+    assert verdict == "no" and "0.700 > 0.725" in checks[1]
+    below = dataclasses.replace(protocol, orderings=(dataclasses.replace(ordering, relation="<"),))
+    assert reproduce.judge(below, mine, str(tmp_path))[0] == "yes"
+    assert reproduce.judge(dataclasses.replace(below, target=0.71), mine, str(tmp_path))[0] == "no"
+    with pytest.raises(ValueError, match="'>' or '<'"):
+        reproduce.Ordering("m", "M", ">=", "other")
 
 
 def test_reference_curves_are_read_by_step_and_checked(tmp_path):
