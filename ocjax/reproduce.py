@@ -584,9 +584,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.list or args.name is None:
         for key, p in PROTOCOLS.items():
-            print(
-                f"{key:22s} {p.system}, {p.data}: {p.metric_label} {p.describe_target()} ({p.config})"
-            )
+            print(f"{key:22s} {p.system}, {p.data}")
+            print(f"{'':22s} {p.metric_label}; target {p.describe_target()}; {p.config}")
         return
     if args.name not in PROTOCOLS:
         sys.exit(f"Unknown protocol {args.name!r}; use one of {sorted(PROTOCOLS)} (--list).")
