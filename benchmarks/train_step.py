@@ -1,21 +1,41 @@
-"""Training-step speed of an experiment config on random data: ms/step, img/s, FLOPs, memory.
+"""Training-step speed of an experiment config against this device's own matmul peak.
 
 Times the same jitted train step the trainer runs (forward, backward, optimiser update,
-sharded over every visible device) on random inputs of the config's shapes, as
-`../shared/ANCHORS.md` measures its anchors: median of three windows of `--steps` steps
-after `--warmup` steps. FLOPs come from XLA's cost analysis of the compiled step; the
-fraction of the floor uses `--peak_tflops` (H100 SXM dense bf16: 790).
+sharded over every visible device) as `../shared/ANCHORS.md` measures its anchors: median
+of three windows of `--steps` steps after `--warmup` steps. The step's FLOPs come from
+XLA's cost analysis of the compiled step. In the same process, a large `jnp.dot` measures
+what this device reaches on dense float32 and bfloat16 matmuls (`peak_gflops`, the best of
+several repeats); `fraction_of_peak` = achieved / float32 peak (bfloat16 peak for a
+bfloat16 model), so the figure means the same on a laptop, a CI runner or an accelerator.
+`--peak_tflops` adds the fraction of a named accelerator's datasheet figure.
 
-    python benchmarks/train_step.py --config configs/clevr_sa_ae.py --config.model.dtype=bfloat16
-    python benchmarks/train_step.py --config configs/clevr_slots.py
+With `--input pipeline` the steps read the config's real input pipeline (data rendered or
+read as in training, augmentations on the host) instead of one random batch; the
+difference is the time steps wait on input. A profile of `--profile_steps` steps gives
+the 10 HLO ops that take the most time.
+
+    python benchmarks/train_step.py --config configs/shapes_rotating.py --batch 64
+    python benchmarks/train_step.py --config configs/clevr_sa_ae.py:cpu --input pipeline
+    python benchmarks/train_step.py --config configs/clevr_slots.py --peak_tflops 790
 """
 
+from __future__ import annotations
+
+import collections
 import functools
+import glob
 import json
+import os
+import re
 import statistics
+import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
@@ -29,9 +49,14 @@ from ocjax.training.steps import train_step
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-flags.DEFINE_integer("warmup", 15, "Steps before timing.")
-flags.DEFINE_integer("steps", 60, "Steps per timed window (three windows).")
-flags.DEFINE_float("peak_tflops", 790.0, "Device peak dense TFLOP/s for the floor.")
+flags.DEFINE_integer("batch", None, "Global batch size (default: the config's).")
+flags.DEFINE_enum("input", "random", ["random", "pipeline"], "Random batch or real pipeline.")
+flags.DEFINE_integer("warmup", 5, "Steps before timing.")
+flags.DEFINE_integer("steps", 20, "Steps per timed window (three windows).")
+flags.DEFINE_integer("profile_steps", 3, "Steps profiled for the top ops (0: no profile).")
+flags.DEFINE_integer("top", 10, "HLO ops listed from the profile.")
+flags.DEFINE_integer("peak_size", None, "Side of the peak matmul (default 2048 CPU, 8192 else).")
+flags.DEFINE_float("peak_tflops", None, "Datasheet dense TFLOP/s of a named accelerator.")
 
 
 def random_batch(config, batch_size: int) -> dict[str, np.ndarray]:
@@ -53,12 +78,63 @@ def random_batch(config, batch_size: int) -> dict[str, np.ndarray]:
     return batch
 
 
-def main(argv: list[str]) -> None:
-    """Prints one JSON line with the step's speed, work and memory."""
-    del argv
-    config = FLAGS.config
-    mesh = parallel.make_mesh(config.mesh.num_devices)
-    batch_size = config.training.batch_size
+def matmul_peak(dtype: Any, size: int, repeats: int = 8) -> float:
+    """Best GFLOP/s of a `[size, size] @ [size, size]` product in `dtype` on device 0."""
+    keys = jax.random.split(jax.random.key(0))
+    a, b = (jax.random.normal(k, (size, size), dtype) for k in keys)
+    dot = jax.jit(jnp.dot)
+    dot(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def hlo_names(hlo_text: str) -> set[str]:
+    """Instruction names of an HLO module's text (`%fusion.3 = f32[...] fusion(...)`)."""
+    pattern = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=", re.MULTILINE)
+    return set(pattern.findall(hlo_text))
+
+
+def top_ops(run: Callable[[], None], steps: int, top: int, names: set[str]) -> list[dict[str, Any]]:
+    """The `top` HLO ops (instructions in `names`) by time over `steps` calls of `run`.
+
+    From a profiler trace: each entry has the op's name, ms per step and share of the time
+    of all ops in `names`; runtime and Python events are left out, and events of one op on
+    several threads add up.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        jax.profiler.start_trace(tmp)
+        for _ in range(steps):
+            run()
+        jax.profiler.stop_trace()
+        paths = glob.glob(os.path.join(tmp, "**", "*.xplane.pb"), recursive=True)
+        data = jax.profiler.ProfileData.from_file(max(paths))
+    totals: collections.Counter[str] = collections.Counter()
+    for plane in data.planes:
+        for line in plane.lines:
+            for event in line.events:
+                if event.name in names:
+                    totals[event.name] += event.duration_ns
+    total = sum(totals.values()) or 1
+    return [
+        {"op": name, "ms_per_step": ns / 1e6 / steps, "share": ns / total}
+        for name, ns in totals.most_common(top)
+    ]
+
+
+def op_kinds(ops: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """Shares of time by kind of op (the name without its `.N` suffix), largest first."""
+    shares: collections.Counter[str] = collections.Counter()
+    for op in ops:
+        shares[re.sub(r"\.\d+$", "", op["op"])] += op["share"]
+    return shares.most_common()
+
+
+def build_step(config, batch_size: int, mesh) -> tuple[Callable, Any]:
+    """The trainer's jitted train step for `config` and a fresh state."""
     model = build_model(**config.model)
     objective = build_objective(**config.objective)
     schedule = optim.learning_rate_schedule(
@@ -70,7 +146,6 @@ def main(argv: list[str]) -> None:
         weight_decay=config.optimizer.weight_decay,
         grad_clip_norm=config.optimizer.grad_clip_norm,
     )
-    batch = random_batch(config, batch_size)
     rngs = {"params": jax.random.key(0), "slots": jax.random.key(1)}
     replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     init = jax.jit(
@@ -89,39 +164,103 @@ def main(argv: list[str]) -> None:
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
-    state = init(batch["image"][:1])
-    device_batch = parallel.to_global(batch, mesh)
-    compiled = step.lower(state, device_batch).compile()
+    image = random_batch(config, 1)["image"]
+    return step, init(image)
+
+
+def batches(config, batch_size: int, mesh) -> Iterator[Any]:
+    """Device batches: one random batch forever, or the config's training pipeline."""
+    if FLAGS.input == "random":
+        batch = parallel.to_global(random_batch(config, batch_size), mesh)
+        while True:
+            yield batch
+    from ocjax.training import trainer  # pylint: disable=import-outside-toplevel
+
+    exp = trainer.Experiment(config)
+    for batch in exp.train_data:
+        yield parallel.to_global(batch, mesh)
+
+
+def main(argv: list[str]) -> None:
+    """Prints the top ops, then one JSON line with speed, work, peak and memory."""
+    del argv
+    config = FLAGS.config
+    if FLAGS.batch is not None:
+        with config.unlocked():
+            config.training.batch_size = FLAGS.batch
+    batch_size = config.training.batch_size
+    mesh = parallel.make_mesh(config.mesh.num_devices)
+    step, state = build_step(config, batch_size, mesh)
+    data = batches(config, batch_size, mesh)
+    first = next(data)
+    compiled = step.lower(state, first).compile()  # Timed below: one compilation in all.
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+    metrics = None
+
+    def run() -> None:
+        nonlocal state, metrics
+        state, metrics = compiled(state, next(data))
+        jax.block_until_ready(metrics)
+
     for _ in range(FLAGS.warmup):
-        state, metrics = step(state, device_batch)
-    jax.block_until_ready(metrics)
+        run()
     windows = []
     for _ in range(3):
         start = time.perf_counter()
         for _ in range(FLAGS.steps):
-            state, metrics = step(state, device_batch)
+            state, metrics = compiled(state, next(data))
         jax.block_until_ready(metrics)
         windows.append((time.perf_counter() - start) / FLAGS.steps)
     seconds = statistics.median(windows)
-    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    ops_all = []
+    if FLAGS.profile_steps:
+        ops_all = top_ops(run, FLAGS.profile_steps, None, hlo_names(compiled.as_text()))
+    ops = ops_all[: FLAGS.top]
+
+    backend = jax.default_backend()
+    size = FLAGS.peak_size or (2048 if backend == "cpu" else 8192)
+    devices = mesh.devices.size
+    peaks = {
+        "float32": matmul_peak(jnp.float32, size) * devices,
+        "bfloat16": matmul_peak(jnp.bfloat16, size) * devices,
+    }
+    dtype = config.model.get("dtype", "float32")
+    achieved = flops / seconds / 1e9
+    result = {
+        "config": config_flags.get_config_filename(FLAGS["config"]),
+        "device": jax.devices()[0].device_kind,
+        "num_devices": devices,
+        "dtype": dtype,
+        "input": FLAGS.input,
+        "batch": batch_size,
+        "ms_per_step": 1e3 * seconds,
+        "img_per_s": batch_size / seconds,
+        "gflop_per_step": flops / 1e9,
+        "achieved_gflops": achieved,
+        "peak_gflops": peaks["bfloat16" if dtype == "bfloat16" else "float32"],
+        "peak_gflops_float32": peaks["float32"],
+        "peak_gflops_bfloat16": peaks["bfloat16"],
+        "fraction_of_peak": achieved / peaks["bfloat16" if dtype == "bfloat16" else "float32"],
+        "load_average": os.getloadavg()[0],
+    }
+    if FLAGS.peak_tflops:
+        result["fraction_of_named_peak"] = achieved / (FLAGS.peak_tflops * 1e3)
     stats = jax.devices()[0].memory_stats() or {}
-    print(
-        json.dumps(
-            {
-                "device": jax.devices()[0].device_kind,
-                "num_devices": mesh.devices.size,
-                "dtype": config.model.dtype,
-                "batch": batch_size,
-                "ms_per_step": 1e3 * seconds,
-                "img_per_s": batch_size / seconds,
-                "tflop_per_step": flops / 1e12,
-                "fraction_of_floor": flops / seconds / (FLAGS.peak_tflops * 1e12),
-                "peak_gib": stats.get("peak_bytes_in_use", float("nan")) / 2**30,
-            }
-        )
-    )
+    if "peak_bytes_in_use" in stats:
+        result["peak_gib"] = stats["peak_bytes_in_use"] / 2**30
+    if ops:
+        print(f"top {len(ops)} HLO ops by time ({FLAGS.profile_steps} profiled steps):")
+        for op in ops:
+            print(f"  {op['ms_per_step']:9.2f} ms/step  {100 * op['share']:5.1f} %  {op['op']}")
+        kinds = op_kinds(ops_all)
+        print("time by kind of op:", ", ".join(f"{k} {100 * v:.1f} %" for k, v in kinds[:6]))
+        result["top_ops"] = [op["op"] for op in ops]
+        result["top_ops_share"] = sum(op["share"] for op in ops)
+    sys.stdout.flush()
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
