@@ -92,17 +92,31 @@ def matmul_peak(dtype: Any, size: int, repeats: int = 8) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def hlo_names(hlo_text: str) -> set[str]:
-    """Instruction names of an HLO module's text (`%fusion.3 = f32[...] fusion(...)`)."""
-    pattern = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=", re.MULTILINE)
-    return set(pattern.findall(hlo_text))
+def hlo_names(hlo_text: str) -> dict[str, str]:
+    """Instruction name -> `shape fwd|bwd source-op` for each instruction of an HLO module.
+
+    The source op comes from the instruction's `op_name` metadata (e.g. `fwd
+    decoder/hidden_0/conv_general_dilated`); `bwd` marks the transposed (backward) pass.
+    """
+    line_pattern = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)", re.MULTILINE)
+    names = {}
+    for match in line_pattern.finditer(hlo_text):
+        end = hlo_text.find("\n", match.end())
+        line = hlo_text[match.end() : end if end >= 0 else None]
+        source = re.search(r'op_name="([^"]*)"', line)
+        where = source.group(1) if source else ""
+        where = re.sub(r"^jit\([^)]*\)/", "", where)
+        phase = "bwd" if where.startswith("transpose(") else "fwd"
+        where = re.sub(r"^(transpose\()?jvp\([^)]*\)\)?/", "", where)
+        names[match.group(1)] = f"{match.group(2).split('{')[0]} {phase} {where}".strip()
+    return names
 
 
 def top_ops(run: Callable[[], None], steps: int, top: int, names: set[str]) -> list[dict[str, Any]]:
     """The `top` HLO ops (instructions in `names`) by time over `steps` calls of `run`.
 
-    From a profiler trace: each entry has the op's name, ms per step and share of the time
-    of all ops in `names`; runtime and Python events are left out, and events of one op on
+    From a profiler trace: each entry has the op's name, what it computes (see
+    `hlo_names`), ms per step and share of the time of all ops in `names`; runtime and Python events are left out, and events of one op on
     several threads add up.
     """
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +134,7 @@ def top_ops(run: Callable[[], None], steps: int, top: int, names: set[str]) -> l
                     totals[event.name] += event.duration_ns
     total = sum(totals.values()) or 1
     return [
-        {"op": name, "ms_per_step": ns / 1e6 / steps, "share": ns / total}
+        {"op": name, "what": names[name], "ms_per_step": ns / 1e6 / steps, "share": ns / total}
         for name, ns in totals.most_common(top)
     ]
 
@@ -254,7 +268,10 @@ def main(argv: list[str]) -> None:
     if ops:
         print(f"top {len(ops)} HLO ops by time ({FLAGS.profile_steps} profiled steps):")
         for op in ops:
-            print(f"  {op['ms_per_step']:9.2f} ms/step  {100 * op['share']:5.1f} %  {op['op']}")
+            print(
+                f"  {op['ms_per_step']:9.2f} ms/step  {100 * op['share']:5.1f} %  "
+                f"{op['op']:28s} {op['what'][:110]}"
+            )
         kinds = op_kinds(ops_all)
         print("time by kind of op:", ", ".join(f"{k} {100 * v:.1f} %" for k, v in kinds[:6]))
         result["top_ops"] = [op["op"] for op in ops]

@@ -12,7 +12,11 @@ Presets (after a colon):
   model, slots, iterations and optimiser on 64x64 scenes of 3-6 objects (the decoder
   broadcasts to 8x8 and upsamples three times instead of four), with the budget scaled to a
   2-core CPU: batch 16 instead of 64, 3,000 steps instead of 500k and so a 500-step
-  warm-up, held-out FG-ARI every 500 steps on 256 validation scenes;
+  warm-up, held-out FG-ARI every 500 steps on 256 validation scenes. It is the one protocol
+  that does not fit in an hour: the decoder runs once per slot at full resolution, so a
+  step costs 530 GFLOP (XLA's count; 33 GFLOP per image), about 5 s on the 2-core machine,
+  and 3,000 steps take about 4 hours. Run it over several sessions (it resumes from its
+  workdir); 3,000 steps of batch 16 (48k images) are still about 1 % of the paper's 32M;
 * `quick` finishes on a 2-core CPU in a few minutes.
 
     python -m ocjax.main --config configs/clevr_sa_ae.py --workdir runs/sa_ae

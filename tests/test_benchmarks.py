@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
-import train_step  # noqa: E402  # pylint: disable=wrong-import-position
+import train_step  # pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,7 +21,7 @@ def test_top_ops_attribute_the_time_to_the_module_ops():
     names = train_step.hlo_names(f.as_text())
     assert names and all(" " not in n for n in names)
     ops = train_step.top_ops(lambda: f(a).block_until_ready(), 3, None, names)
-    assert ops and {op["op"] for op in ops} <= names
+    assert ops and {op["op"] for op in ops} <= set(names)
     assert sum(op["share"] for op in ops) == pytest.approx(1.0)
     assert [op["share"] for op in ops] == sorted((op["share"] for op in ops), reverse=True)
     assert ops[0]["share"] > 0.5  # The 768^3 product dominates the add.
@@ -30,8 +30,11 @@ def test_top_ops_attribute_the_time_to_the_module_ops():
 
 
 def test_hlo_names_reads_plain_and_root_instructions():
-    text = "ENTRY %main {\n  %p = f32[2] parameter(0)\n  ROOT add.3 = f32[2] add(p, p)\n}"
-    assert train_step.hlo_names(text) == {"p", "add.3"}
+    text = (
+        "ENTRY %main {\n  %p = f32[2]{0} parameter(0)\n"
+        '  ROOT add.3 = f32[2]{0} add(p, p), metadata={op_name="jit(f)/transpose(jvp(M))/dec/add"}\n}'
+    )
+    assert train_step.hlo_names(text) == {"p": "f32[2] fwd", "add.3": "f32[2] bwd dec/add"}
 
 
 @pytest.mark.slow
