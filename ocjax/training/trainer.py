@@ -232,10 +232,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             heldout = compute_metrics(exp, state, exp.heldout_data, probe=False)
             writer.scalars(step, {f"eval/{k}": v for k, v in heldout.items()})
     progress.close()
+    warn_if_recompiled(exp.train_step, "train_step")
     manager.wait_until_finished()
     evaluate(exp, state, workdir, writer)
     writer.close()
     return state
+
+
+def compilations(jitted: Any) -> int:
+    """How many executables a `jax.jit` function has compiled in this process (-1: unknown)."""
+    size = getattr(jitted, "_cache_size", None)
+    return int(size()) if size is not None else -1
+
+
+def warn_if_recompiled(jitted: Any, name: str) -> bool:
+    """Logs a warning if `jitted` compiled more than once (a shape, dtype or sharding of its
+    inputs changed between calls, so every change paid a compilation); returns whether."""
+    count = compilations(jitted)
+    if count > 1:
+        logging.warning(
+            "%s was compiled %d times in this run: its input shapes, dtypes or shardings "
+            "changed between steps (e.g. a short last batch or a changing Python scalar). "
+            "Each change costs a full compilation.",
+            name,
+            count,
+        )
+    return count > 1
 
 
 def _summarise(window: list[dict[str, jax.Array]]) -> dict[str, float] | None:

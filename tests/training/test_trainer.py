@@ -19,10 +19,19 @@ def _losses(workdir):
         return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
 
 
-def test_training_lowers_loss_and_writes_outputs(config, tmp_path):
-    config.training.update(num_steps=40, log_every=10, batch_size=8)
+def test_training_lowers_loss_and_writes_outputs(config, tmp_path, monkeypatch):
+    config.training.update(num_steps=40, log_every=10, batch_size=8, image_every=20)
     config.optimizer.schedule.update(learning_rate=3e-3, warmup_steps=5)
+    config.evaluation.update(every_steps=20, heldout_examples=8)
+    counts = []
+    check = trainer.warn_if_recompiled
+    monkeypatch.setattr(
+        trainer,
+        "warn_if_recompiled",
+        lambda jitted, name: counts.append(trainer.compilations(jitted)) or check(jitted, name),
+    )
     trainer.train_and_evaluate(config, str(tmp_path))
+    assert counts == [1]  # One compilation of the step for the whole run (evals in between).
     losses = _losses(tmp_path)
     assert losses[40] < 0.7 * losses[10], losses
     results = json.loads((tmp_path / "eval.json").read_text())
@@ -31,6 +40,16 @@ def test_training_lowers_loss_and_writes_outputs(config, tmp_path):
         assert -1.0 <= results[key] <= 1.0
     assert (tmp_path / "images" / "slots_decoder.png").exists()
     assert any(name.startswith("events") for name in os.listdir(tmp_path / "tensorboard"))
+
+
+def test_a_recompiled_step_is_reported(caplog):
+    step = jax.jit(lambda x: x * 2)
+    step(np.ones(3))
+    assert trainer.compilations(step) == 1 and not trainer.warn_if_recompiled(step, "step")
+    step(np.ones(4))  # A new shape: a second compilation.
+    with caplog.at_level("WARNING"):
+        assert trainer.warn_if_recompiled(step, "step")
+    assert "step was compiled 2 times" in caplog.text
 
 
 def test_resume_reproduces_uninterrupted_run(config, tmp_path):
