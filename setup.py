@@ -18,6 +18,7 @@ setuptools.setup(
         "ml_collections>=0.1.1",
         "absl-py>=2.0",
         "numpy>=1.26",
+        "ml_dtypes>=0.4",
         "scipy>=1.11",
         "scikit-learn>=1.4",
         "threadpoolctl>=3.1",
@@ -31,7 +32,17 @@ setuptools.setup(
         "importlib_resources>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "chex>=0.1.87", "scikit-image>=0.22"],
+        # torch, torchvision and timm are the references for loading DINO / DINOv2 weights
+        # (ocjax itself reads the files without torch).
+        "test": [
+            "pytest>=8.0",
+            "chex>=0.1.87",
+            "scikit-image>=0.22",
+            "torch>=2.4",
+            "torchvision>=0.19",
+            "timm>=1.0.9",
+            "safetensors>=0.4",
+        ],
         "tf": ["tensorflow-cpu>=2.16"],
     },
 )
