@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from ocjax.models.autoencoder import SlotAttentionAutoEncoder
 from ocjax.models.complex import ComplexAutoEncoder
+from ocjax.models.dinosaur import Dinosaur, as_options
 from ocjax.models.object_contrastive import ObjectContrastiveModel
 from ocjax.models.rotating import RotatingAutoEncoder, check_inputs
 
@@ -15,6 +16,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "object_contrastive": ObjectContrastiveModel,
     "complex_autoencoder": ComplexAutoEncoder,
     "rotating_autoencoder": RotatingAutoEncoder,
+    "dinosaur": Dinosaur,
 }
 
 # Host-side checks of input images `[b, h, w, c]` that traced model calls cannot make.
@@ -33,8 +35,12 @@ def build_model(name: str, dtype: str = "float32", **kwargs: Any) -> nn.Module:
 
 
 def _tuples(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Turns list values (as configs hold them) into tuples, so modules stay hashable."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    """Turns list values (as configs hold them) into tuples and `backbone` options into
+    resolved hashable options (`ocjax.models.backbones.resolve`), so modules stay hashable."""
+    out = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if "backbone" in out:
+        out["backbone"] = as_options(out["backbone"])
+    return out
 
 
 def input_check(model: nn.Module) -> Callable[[Any], None] | None:

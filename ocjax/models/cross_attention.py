@@ -25,8 +25,14 @@ class MultiHeadAttention(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, queries: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Returns the update `[b, q, dim]` and the attention `[b, num_heads, q, n]`."""
+    def __call__(
+        self, queries: jax.Array, inputs: jax.Array, mask: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """Returns the update `[b, q, dim]` and the attention `[b, num_heads, q, n]`.
+
+        `mask` (`[q, n]` or broadcastable to `[b, heads, q, n]`, True = may attend) hides
+        inputs, e.g. the future in a causal decoder.
+        """
         batch, num_queries, dim = queries.shape
         if dim % self.num_heads:
             raise ValueError(
@@ -44,6 +50,8 @@ class MultiHeadAttention(nn.Module):
         k = project(inputs, "key")
         v = project(inputs, "value")
         logits = jnp.einsum("bqhd,bnhd->bhqn", q, k).astype(jnp.float32)
+        if mask is not None:
+            logits = jnp.where(mask, logits, -jnp.inf)
         attention = jax.nn.softmax(logits, axis=-1)
         heads = jnp.einsum("bhqn,bnhd->bqhd", attention.astype(v.dtype), v)
         update = nn.Dense(dim, dtype=self.dtype, name="out")(heads.reshape(batch, num_queries, dim))

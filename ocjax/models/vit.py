@@ -63,6 +63,7 @@ class ViT(nn.Module):
     num_heads: int = 4
     mlp_dim: int = 512
     use_cls_token: bool = False
+    final_norm: bool = True  # False hands on the last block's output (DINOSAUR's features).
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -102,7 +103,8 @@ class ViT(nn.Module):
             x = TransformerBlock(
                 num_heads=self.num_heads, mlp_dim=self.mlp_dim, dtype=self.dtype, name=f"block_{i}"
             )(x + position)
-        x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+        if self.final_norm:
+            x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
         if self.use_cls_token:
             return ViTOutput(tokens=x[:, 1:], cls=x[:, 0], grid=grid)
         return ViTOutput(tokens=x, cls=None, grid=grid)

@@ -9,6 +9,7 @@ points `[b, h, w, f]` are computed on device and clustered on the host.
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable
 
 import jax
@@ -73,6 +74,38 @@ def autoencoder() -> Objective:
             "decoder": out["masks"],
             "attention": attention_masks(out["attention"], size),
         },
+    )
+
+
+def patch_masks(masks: jax.Array, image_size: tuple[int, int]) -> jax.Array:
+    """Bilinearly upsamples masks `[b, k, n]` over a square patch grid to `[b, k, h, w]`
+    (DINOSAUR's evaluation: masks resized to the evaluation size, then argmax)."""
+    batch, num_slots, num_patches = masks.shape
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise ValueError(f"Masks over {num_patches} patches are not a square grid.")
+    grid = masks.reshape(batch, num_slots, side, side)
+    return jax.image.resize(grid, (batch, num_slots, *image_size), "bilinear")
+
+
+def _feature_loss(outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict]:
+    """MSE between the decoded and the frozen backbone features `[b, n, f]`."""
+    del batch
+    loss = losses.mse(outputs["reconstruction"], outputs["features"])
+    return loss, {"feature_mse": loss}
+
+
+def feature_reconstruction() -> Objective:
+    """DINOSAUR: reconstruct frozen ViT features; masks from the decoder and from the first
+    Slot Attention iteration, both upsampled bilinearly from the patch grid."""
+    return Objective(
+        train_inputs=lambda batch: batch["image"],
+        loss=_feature_loss,
+        masks=lambda out, size: {
+            "decoder": patch_masks(out["masks"], size),
+            "attention": patch_masks(out["attention"], size),
+        },
+        features=lambda out: out["slots"],
     )
 
 
@@ -200,6 +233,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "autoencoder": autoencoder,
     "contrastive": contrastive_objective,
     "synchrony": synchrony,
+    "feature_reconstruction": feature_reconstruction,
 }
 
 

@@ -2,6 +2,7 @@
 
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -49,6 +50,28 @@ def make_optimizer(
     *,
     weight_decay: float = 0.0,
     grad_clip_norm: float | None = None,
+    frozen: tuple[str, ...] = (),
+) -> optax.GradientTransformation:
+    """Adam or AdamW on `schedule`, after optional global-norm gradient clipping.
+
+    Top-level parameter subtrees named in `frozen` (e.g. a pretrained backbone) get no
+    update, no weight decay and no optimiser state.
+    """
+    optimizer = _optimizer(name, schedule, weight_decay, grad_clip_norm)
+    if not frozen:
+        return optimizer
+
+    def labels(params: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
+            for k, v in params.items()
+        }
+
+    return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
+
+
+def _optimizer(
+    name: str, schedule: optax.Schedule, weight_decay: float, grad_clip_norm: float | None
 ) -> optax.GradientTransformation:
     """Adam or AdamW on `schedule`, after optional global-norm gradient clipping."""
     if name == "adam":

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+import flax
 import jax
 import ml_collections
 import numpy as np
@@ -15,7 +16,8 @@ import tqdm
 from ocjax import parallel, visualize
 from ocjax.metrics import otsu, vqa
 from ocjax.data import augment, load_sources, pipeline
-from ocjax.models import build_model, input_check, readout
+from ocjax.models import backbones, build_model, input_check, readout
+from ocjax.models.dinosaur import frozen_subtrees
 from ocjax.training import checkpoint, optim
 from ocjax.training.objectives import build_objective
 from ocjax.training.state import TrainState, create_state
@@ -46,13 +48,19 @@ class Experiment:
             if config.data.get("views") is not None
             else None
         )
+        self.pretrained = (
+            backbones.pretrained_params(self.model.backbone, (config.data.resolution,) * 2)
+            if frozen_subtrees(self.model)
+            else None
+        )
         self.normalization = normalization = (
             "imagenet" if views else config.data.get("normalization", "signed")
         )
         self.rng = jax.random.key(config.seed)
         res = config.data.resolution
         dummy = self.dummy_images()
-        jax.eval_shape(self._init_variables, dummy)  # Shape errors surface before any data is made.
+        # Shape errors (and a backbone that does not fit) surface before any data is made.
+        jax.eval_shape(self._init_variables, dummy, self.pretrained)
         self.sources = load_sources(
             config.data.name,
             config.data.data_dir,
@@ -76,8 +84,9 @@ class Experiment:
             self.schedule,
             weight_decay=config.optimizer.weight_decay,
             grad_clip_norm=config.optimizer.grad_clip_norm,
+            frozen=frozen_subtrees(self.model),
         )
-        self.state_shape = jax.eval_shape(self._init, dummy)
+        self.state_shape = jax.eval_shape(self._init, dummy, self.pretrained)
         self.train_data = pipeline.training_batches(
             self.sources["train"],
             pipeline.ScenePreprocess(config.data.max_objects, normalization, views),
@@ -101,7 +110,7 @@ class Experiment:
         replicated = parallel.replicated(self.mesh)
         batch = parallel.batch_sharding(self.mesh)
         state_sharding = jax.tree.map(lambda _: replicated, self.state_shape)
-        self.init_state = jax.jit(self._init, out_shardings=state_sharding)
+        self._init_jit = jax.jit(self._init, out_shardings=state_sharding)
         self.train_step = jax.jit(
             functools.partial(
                 train_step,
@@ -147,14 +156,48 @@ class Experiment:
         res = self.config.data.resolution
         return np.zeros((1, res, res, self.config.data.get("channels", 3)), np.float32)
 
-    def _init_variables(self, images: np.ndarray) -> Any:
-        """Initialises the model's Flax variables from a dummy batch `[1, h, w, c]`."""
-        params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
-        return self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
+    def init_state(self, images: np.ndarray) -> TrainState:
+        """A fresh training state (pretrained backbone weights in place) from `[1, h, w, c]`."""
+        return self._init_jit(images, self.pretrained)
 
-    def _init(self, images: np.ndarray) -> TrainState:
+    def _init_variables(self, images: np.ndarray, pretrained: Any = None) -> Any:
+        """Initialises the model's Flax variables from a dummy batch `[1, h, w, c]`, with
+        `pretrained` backbone weights in place (see `ocjax.models.backbones`); they are an
+        argument, not a constant, so that large weights stay out of the compiled program."""
+        params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
+        variables = self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
+        if pretrained is not None:
+            params = dict(variables["params"])
+            params["backbone"] = _replace_like(params["backbone"], pretrained)
+            variables = {**variables, "params": params}
+        return variables
+
+    def _init(self, images: np.ndarray, pretrained: Any = None) -> TrainState:
         """Initialises parameters, model state and optimiser state from a dummy batch."""
-        return create_state(self._init_variables(images), self.tx)
+        return create_state(self._init_variables(images, pretrained), self.tx)
+
+
+def _replace_like(initial: Any, loaded: Any) -> Any:
+    """`loaded` arrays in the structure of `initial`, checked name by name and shape by shape."""
+    flat_initial = flax.traverse_util.flatten_dict(flax.core.unfreeze(initial), sep="/")
+    flat_loaded = flax.traverse_util.flatten_dict(dict(loaded), sep="/")
+    if set(flat_initial) != set(flat_loaded):
+        missing = sorted(set(flat_initial) - set(flat_loaded))
+        extra = sorted(set(flat_loaded) - set(flat_initial))
+        raise ValueError(
+            f"The pretrained backbone does not fit the model: missing {missing[:3]}, "
+            f"unexpected {extra[:3]}."
+        )
+    for key, value in flat_initial.items():
+        if tuple(value.shape) != tuple(np.shape(flat_loaded[key])):
+            raise ValueError(
+                f"Pretrained backbone parameter {key} has shape {np.shape(flat_loaded[key])}, "
+                f"the model needs {tuple(value.shape)}."
+            )
+    return flax.traverse_util.unflatten_dict(
+        {k: jax.numpy.asarray(flat_loaded[k], flat_initial[k].dtype) for k in flat_initial},
+        sep="/",
+    )
 
 
 def _check_channels(source: Any, channels: int, name: str) -> None:
@@ -186,6 +229,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     exp = Experiment(config)
     cfg = config.training
     is_lead = jax.process_index() == 0
+    if is_lead:  # What a later run needs to rebuild this model (e.g. as a frozen backbone).
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+            f.write(config.to_json_best_effort(indent=2))
     writer = MetricWriter(workdir, enabled=is_lead)
     manager = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints)
     state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))

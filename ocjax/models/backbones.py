@@ -1,0 +1,161 @@
+"""Frozen feature extractors for DINOSAUR and SPOT, and where their weights come from.
+
+A backbone is named in the config by `model.backbone`:
+
+* `kind="dino_vit"`: a released DINO / DINOv2 ViT (`architecture`, see
+  `ocjax.models.dino_vit.ARCHITECTURES`) with weights from `checkpoint`, a `.pth` or
+  `.safetensors` file the user downloads (`ocjax.models.checkpoints`);
+* `kind="ocjax_vit"`: the ViT of an ocjax run, e.g. the flagship's, read from `workdir`
+  (its `config.json` gives the architecture, its latest checkpoint the weights), so the
+  whole pipeline trains offline.
+
+`feature_block` (default: last) and `final_norm` choose which features the backbone hands
+on. The weights are loaded into `params["backbone"]` at initialisation
+(`pretrained_params`) and stay frozen: the model stops gradients at the features and the
+optimiser leaves the subtree alone (`ocjax.training.optim`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ocjax.models import checkpoints
+from ocjax.models.dino_vit import ARCHITECTURES, DinoViT
+from ocjax.models.vit import ViT, ViTOutput
+
+KINDS = ("dino_vit", "ocjax_vit")
+Options = tuple[tuple[str, Any], ...]
+
+
+def _ocjax_config(workdir: str) -> dict[str, Any]:
+    """The config a run saved in `workdir/config.json`."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"model.backbone.workdir={workdir!r} has no config.json: it is not the workdir of "
+            "an ocjax training run (train one first, e.g. python -m ocjax.main --config "
+            f"configs/clevr_slots.py:cpu --workdir {workdir})."
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def resolve(options: Mapping[str, Any]) -> Options:
+    """Checked, complete backbone options as a hashable tuple of `(key, value)` pairs.
+
+    For `ocjax_vit` the ViT's hyper-parameters are read from the run's `config.json`.
+    """
+    options = dict(options)
+    kind = options.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"Unknown model.backbone.kind {kind!r}; use one of {KINDS}.")
+    options.setdefault("feature_block", -1)
+    options.setdefault("final_norm", True)
+    if kind == "dino_vit":
+        if options.get("architecture") not in ARCHITECTURES:
+            raise ValueError(
+                f"Unknown model.backbone.architecture {options.get('architecture')!r}; use one "
+                f"of {sorted(ARCHITECTURES)}."
+            )
+        options.setdefault("checkpoint", None)
+    else:
+        if not options.get("workdir"):
+            raise ValueError("model.backbone.kind 'ocjax_vit' needs model.backbone.workdir.")
+        model = _ocjax_config(options["workdir"])["model"]
+        if "patch_size" not in model or "dim" not in model:
+            raise ValueError(
+                f"The run in {options['workdir']} has model {model.get('name')!r}, which has no "
+                "ViT backbone; point model.backbone.workdir at a clevr_slots.py run."
+            )
+        for key in ("patch_size", "dim", "depth", "num_heads", "mlp_dim"):
+            options[key] = model[key]
+    return tuple(sorted(options.items()))
+
+
+class Backbone(nn.Module):
+    """Images `[b, h, w, c]` to frozen patch features `ViTOutput` (tokens `[b, n, d]`)."""
+
+    options: Options
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> ViTOutput:
+        """Runs the backbone and stops gradients at its outputs."""
+        o = dict(self.options)
+        size = tuple(images.shape[1:3])
+        if o["kind"] == "dino_vit":
+            out = DinoViT(
+                o["architecture"],
+                image_size=size,
+                feature_block=o["feature_block"],
+                final_norm=o["final_norm"],
+                dtype=self.dtype,
+                name="vit",
+            )(images)
+        else:
+            depth = o["feature_block"] % o["depth"] + 1
+            out = ViT(
+                patch_size=o["patch_size"],
+                dim=o["dim"],
+                depth=depth,
+                num_heads=o["num_heads"],
+                mlp_dim=o["mlp_dim"],
+                final_norm=o["final_norm"],
+                dtype=self.dtype,
+                name="vit",
+            )(images)
+        return jax.lax.stop_gradient(out)
+
+
+def pretrained_params(options: Options, image_size: tuple[int, int]) -> dict[str, Any] | None:
+    """The backbone's weights for `params["backbone"]`, or None to keep the random init
+    (a `dino_vit` without `checkpoint`)."""
+    o = dict(options)
+    if o["kind"] == "dino_vit":
+        if o["checkpoint"] is None:
+            return None
+        depth = o["feature_block"] % ARCHITECTURES[o["architecture"]].depth + 1
+        variables = checkpoints.load_pretrained(
+            o["checkpoint"], o["architecture"], image_size, depth=depth
+        )
+        params = dict(variables["params"])
+        if not o["final_norm"]:
+            params.pop("norm")
+        return {"vit": params}
+    return {"vit": _ocjax_vit_params(o, image_size)}
+
+
+def _ocjax_vit_params(o: dict[str, Any], image_size: tuple[int, int]) -> dict[str, Any]:
+    """The `backbone` params of the latest checkpoint of the ocjax run in `o["workdir"]`."""
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+    workdir = o["workdir"]
+    trained = _ocjax_config(workdir)["data"]["resolution"]
+    if tuple(image_size) != (trained, trained):
+        raise ValueError(
+            f"The ViT in {workdir} was trained on {trained}x{trained} images (its positional "
+            f"embedding), but this run feeds {image_size[0]}x{image_size[1]}; set "
+            f"data.resolution={trained}."
+        )
+    manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"))
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint to take the ViT from.")
+    state = manager.restore(step, args=ocp.args.StandardRestore())
+    if "backbone" not in state["params"]:
+        raise ValueError(f"The checkpoint in {workdir} has no 'backbone' parameters.")
+    params = jax.tree.map(np.asarray, dict(state["params"]["backbone"]))
+    depth = o["feature_block"] % o["depth"] + 1
+    for i in range(depth, o["depth"]):
+        params.pop(f"block_{i}")
+    if not o["final_norm"]:
+        params.pop("norm")
+    return params

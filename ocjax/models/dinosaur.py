@@ -1,0 +1,225 @@
+"""DINOSAUR (Seitzer et al., ICLR 2023): slots that reconstruct a frozen ViT's features.
+
+Frozen backbone (`ocjax.models.backbones`) -> patch features `[b, n, f]` -> LayerNorm and
+a two-layer MLP -> Slot Attention -> a decoder that reconstructs the features:
+
+* `MLPFeatureDecoder`: every slot is broadcast to the n patches, a learned positional
+  embedding is added, and a shared MLP maps each (slot, patch) to a feature and an alpha
+  logit; masks are the softmax of the alphas over the slots and the reconstruction their
+  mask-weighted sum (the paper's COCO decoder: 3 hidden layers of 2048).
+* `TransformerFeatureDecoder`: autoregressive over the patches (raster order by default):
+  the target features shifted right behind a learned BOS token are projected, get a
+  learned positional embedding, and pass causal self-attention, cross-attention to the
+  slots and an MLP per pre-norm layer; masks are the last layer's cross-attention (mean
+  over heads, softmax over the slots). SPOT reuses it with other patch orders.
+
+The loss (`ocjax.training.objectives.feature_reconstruction`) is the MSE to the frozen
+features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ocjax.models.backbones import Backbone, Options
+from ocjax.models.cross_attention import MultiHeadAttention, TransformerMLP
+from ocjax.models.queries import GaussianQueries
+from ocjax.models.slot_attention import SlotAttention
+
+Dtype = Any
+DECODERS = ("mlp", "transformer")
+
+
+class MLPFeatureDecoder(nn.Module):
+    """Slots `[b, k, d]` to features `[b, n, f]` and masks `[b, k, n]` (softmax over slots)."""
+
+    num_patches: int
+    feature_dim: int
+    hidden_dims: tuple[int, ...] = (2048, 2048, 2048)
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, slots: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Decodes each slot at every patch; returns `(reconstruction, masks)`."""
+        d = slots.shape[-1]
+        position = self.param(
+            "position_embedding", nn.initializers.normal(0.02), (1, 1, self.num_patches, d)
+        )
+        x = slots[:, :, None, :].astype(self.dtype) + position.astype(self.dtype)
+        for i, width in enumerate(self.hidden_dims):
+            x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f"dense_{i}")(x))
+        out = nn.Dense(self.feature_dim + 1, dtype=self.dtype, name="output")(x)
+        features, alpha = out[..., :-1], out[..., -1].astype(jnp.float32)
+        masks = jax.nn.softmax(alpha, axis=1)  # [b, k, n]
+        reconstruction = jnp.einsum("bkn,bknf->bnf", masks, features.astype(jnp.float32))
+        return reconstruction, masks
+
+
+class TransformerDecoderLayer(nn.Module):
+    """Pre-norm layer: causal self-attention, cross-attention to the slots, MLP."""
+
+    num_heads: int
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, slots: jax.Array, causal: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Updates tokens `[b, n, dim]`; returns them and the cross-attention `[b, h, n, k]`."""
+        h = nn.LayerNorm(dtype=self.dtype, name="norm_self")(x)
+        update, _ = MultiHeadAttention(self.num_heads, dtype=self.dtype, name="self_attention")(
+            h, h, mask=causal
+        )
+        x = x + update
+        h = nn.LayerNorm(dtype=self.dtype, name="norm_cross")(x)
+        update, cross = MultiHeadAttention(
+            self.num_heads, dtype=self.dtype, name="cross_attention"
+        )(h, slots)
+        x = x + update
+        h = nn.LayerNorm(dtype=self.dtype, name="norm_mlp")(x)
+        return x + TransformerMLP(self.mlp_dim, dtype=self.dtype, name="mlp")(h), cross
+
+
+class TransformerFeatureDecoder(nn.Module):
+    """Autoregressive decoder: slots `[b, k, d]` and target features `[b, n, f]` (teacher
+    forcing) to predicted features `[b, n, f]` and masks `[b, k, n]`.
+
+    `order` `[n]` (a permutation of the patches, default raster) is the order in which the
+    patches are predicted; outputs and masks are returned in raster order.
+    """
+
+    num_layers: int = 4
+    num_heads: int = 4
+    dim: int = 256
+    mlp_dim: int = 1024
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, slots: jax.Array, targets: jax.Array, order: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """Predicts patch `order[i]` from the slots and patches `order[:i]`."""
+        b, n, f = targets.shape
+        if order is not None:
+            targets = jnp.take(targets, order, axis=1)
+        x = nn.Dense(self.dim, dtype=self.dtype, name="input")(targets.astype(self.dtype))
+        x = nn.LayerNorm(dtype=self.dtype, name="norm_input")(x)
+        bos = self.param("bos", nn.initializers.normal(0.02), (1, 1, self.dim))
+        x = jnp.concatenate([jnp.broadcast_to(bos, (b, 1, self.dim)), x[:, :-1]], axis=1)
+        position = self.param("position_embedding", nn.initializers.normal(0.02), (1, n, self.dim))
+        if order is not None:  # Positions follow the patches, not the sequence index.
+            position = jnp.take(position, order, axis=1)
+        x = x + position.astype(self.dtype)
+        memory = nn.Dense(self.dim, dtype=self.dtype, name="slot_input")(slots.astype(self.dtype))
+        memory = nn.LayerNorm(dtype=self.dtype, name="norm_slots")(memory)
+        causal = jnp.tril(jnp.ones((n, n), bool))
+        cross = None
+        for i in range(self.num_layers):
+            x, cross = TransformerDecoderLayer(
+                self.num_heads, self.mlp_dim, dtype=self.dtype, name=f"layer_{i}"
+            )(x, memory, causal)
+        x = nn.LayerNorm(dtype=self.dtype, name="norm_output")(x)
+        out = nn.Dense(f, dtype=self.dtype, name="output")(x).astype(jnp.float32)
+        masks = jnp.mean(cross, axis=1).transpose(0, 2, 1)  # [b, k, n] in sequence order.
+        if order is not None:
+            inverse = jnp.argsort(order)
+            out, masks = jnp.take(out, inverse, axis=1), jnp.take(masks, inverse, axis=2)
+        return out, masks
+
+
+class Dinosaur(nn.Module):
+    """Frozen ViT features -> Slot Attention -> feature reconstruction (see the module doc).
+
+    `backbone` is the resolved `model.backbone` (`ocjax.models.backbones.resolve`).
+    """
+
+    backbone: Options
+    num_slots: int = 7
+    num_iterations: int = 3
+    slot_dim: int = 256
+    mlp_hidden_dim: int = 1024
+    decoder: str = "mlp"
+    decoder_hidden_dims: tuple[int, ...] = (2048, 2048, 2048)
+    decoder_layers: int = 4
+    decoder_heads: int = 4
+    decoder_dim: int = 256
+    dtype: Dtype = jnp.float32
+
+    def _check(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"Unknown model.decoder {self.decoder!r}; use one of {DECODERS}.")
+        if self.num_slots < 1:
+            raise ValueError(f"model.num_slots must be >= 1, got {self.num_slots}.")
+
+    @nn.compact
+    def __call__(
+        self, images: jax.Array, train: bool = False, order: jax.Array | None = None
+    ) -> dict[str, jax.Array]:
+        """Maps images `[b, h, w, 3]` (ImageNet-normalised) to outputs.
+
+        Returns `features [b, n, f]` (the frozen targets), `reconstruction [b, n, f]`,
+        `masks [b, k, n]` (decoder), `attention [b, k, n]` (first Slot Attention
+        iteration), `slots [b, k, d]` and the static patch grid is `features`' n as
+        `grid_h * grid_w` (square grids only for the masks' upsampling).
+        """
+        self._check()
+        b = images.shape[0]
+        vit = Backbone(self.backbone, dtype=self.dtype, name="backbone")(images)
+        features = vit.tokens.astype(jnp.float32)
+        x = nn.LayerNorm(dtype=self.dtype, name="norm_features")(features.astype(self.dtype))
+        x = nn.relu(nn.Dense(self.slot_dim, dtype=self.dtype, name="feature_mlp_1")(x))
+        x = nn.Dense(self.slot_dim, dtype=self.dtype, name="feature_mlp_2")(x)
+        slots = GaussianQueries(self.num_slots, self.slot_dim, name="slot_init")(b)
+        slots, attention = SlotAttention(
+            num_iterations=self.num_iterations,
+            mlp_hidden_dim=self.mlp_hidden_dim,
+            dtype=self.dtype,
+            name="slot_attention",
+        )(slots, x)
+        if self.decoder == "mlp":
+            reconstruction, masks = MLPFeatureDecoder(
+                features.shape[1],
+                features.shape[2],
+                tuple(self.decoder_hidden_dims),
+                dtype=self.dtype,
+                name="decoder",
+            )(slots)
+        else:
+            reconstruction, masks = TransformerFeatureDecoder(
+                self.decoder_layers,
+                self.decoder_heads,
+                self.decoder_dim,
+                4 * self.decoder_dim,
+                dtype=self.dtype,
+                name="decoder",
+            )(slots, features, order)
+        return {
+            "features": features,
+            "reconstruction": reconstruction,
+            "masks": masks,
+            "attention": attention,
+            "slots": slots.astype(jnp.float32),
+        }
+
+
+def frozen_subtrees(model: nn.Module) -> tuple[str, ...]:
+    """Top-level parameter names the optimiser must leave alone (`("backbone",)` for models
+    with a frozen backbone)."""
+    return ("backbone",) if isinstance(getattr(model, "backbone", None), tuple) else ()
+
+
+def as_options(value: Any) -> Options:
+    """`model.backbone` from a config (dict / ConfigDict) as hashable options."""
+    from ocjax.models.backbones import resolve  # pylint: disable=import-outside-toplevel
+
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, Mapping) or hasattr(value, "to_dict"):
+        return resolve(value.to_dict() if hasattr(value, "to_dict") else value)
+    raise TypeError(f"model.backbone must be a dict of options, got {type(value).__name__}.")

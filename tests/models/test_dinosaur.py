@@ -1,0 +1,167 @@
+"""DINOSAUR's decoders against float64 numpy re-implementations, and its frozen backbone."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from ocjax.models import build_model
+from ocjax.models.dinosaur import MLPFeatureDecoder, TransformerFeatureDecoder
+
+RNG = np.random.default_rng(0)
+
+
+def _np(tree):
+    return jax.tree.map(lambda x: np.asarray(x, np.float64), tree)
+
+
+def _dense(p, x):
+    return x @ p["kernel"] + p.get("bias", 0.0)
+
+
+def _layer_norm(p, x, eps=1e-6):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+def _attention(p, queries, inputs, heads, mask=None):
+    b, q, dim = queries.shape
+    hd = dim // heads
+
+    def split(x):
+        return x.reshape(*x.shape[:2], heads, hd)
+
+    qh = split(queries @ p["query"]["kernel"]) * hd**-0.5
+    kh, vh = split(inputs @ p["key"]["kernel"]), split(inputs @ p["value"]["kernel"])
+    logits = np.einsum("bqhd,bnhd->bhqn", qh, kh)
+    if mask is not None:
+        logits = np.where(mask, logits, -np.inf)
+    weights = _softmax(logits, -1)
+    out = np.einsum("bhqn,bnhd->bqhd", weights, vh).reshape(b, q, dim)
+    return _dense(p["out"], out), weights
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def test_mlp_decoder_equals_numpy():
+    slots = RNG.normal(size=(2, 3, 8)).astype(np.float32)
+    decoder = MLPFeatureDecoder(num_patches=5, feature_dim=6, hidden_dims=(16, 12))
+    params = decoder.init(jax.random.key(0), slots)
+    recon, masks = decoder.apply(params, slots)
+    p = _np(params["params"])
+    x = slots.astype(np.float64)[:, :, None, :] + p["position_embedding"]
+    x = np.maximum(_dense(p["dense_0"], x), 0)
+    x = np.maximum(_dense(p["dense_1"], x), 0)
+    out = _dense(p["output"], x)
+    ref_masks = _softmax(out[..., -1], axis=1)
+    ref_recon = np.einsum("bkn,bknf->bnf", ref_masks, out[..., :-1])
+    np.testing.assert_allclose(masks, ref_masks, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(recon, ref_recon, rtol=1e-5, atol=1e-5)
+
+
+def _transformer_numpy(p, slots, targets, order, layers, heads):
+    targets = targets[:, order]
+    b, n, _ = targets.shape
+    x = _layer_norm(p["norm_input"], _dense(p["input"], targets))
+    x = np.concatenate([np.broadcast_to(p["bos"], (b, 1, x.shape[-1])), x[:, :-1]], axis=1)
+    x = x + p["position_embedding"][:, order]
+    memory = _layer_norm(p["norm_slots"], _dense(p["slot_input"], slots))
+    causal = np.tril(np.ones((n, n), bool))
+    for i in range(layers):
+        lp = p[f"layer_{i}"]
+        update, _ = _attention(
+            lp["self_attention"],
+            _layer_norm(lp["norm_self"], x),
+            _layer_norm(lp["norm_self"], x),
+            heads,
+            causal,
+        )
+        x = x + update
+        update, cross = _attention(
+            lp["cross_attention"], _layer_norm(lp["norm_cross"], x), memory, heads
+        )
+        x = x + update
+        h = _layer_norm(lp["norm_mlp"], x)
+        x = x + _dense(lp["mlp"]["dense_2"], _gelu(_dense(lp["mlp"]["dense_1"], h)))
+    out = _dense(p["output"], _layer_norm(p["norm_output"], x))
+    masks = cross.mean(1).transpose(0, 2, 1)
+    inverse = np.argsort(order)
+    return out[:, inverse], masks[:, :, inverse]
+
+
+@pytest.mark.parametrize("permuted", [False, True])
+def test_transformer_decoder_equals_numpy(permuted):
+    slots = RNG.normal(size=(2, 3, 8)).astype(np.float32)
+    targets = RNG.normal(size=(2, 9, 5)).astype(np.float32)
+    order = RNG.permutation(9) if permuted else np.arange(9)
+    decoder = TransformerFeatureDecoder(num_layers=2, num_heads=2, dim=8, mlp_dim=16)
+    params = decoder.init(jax.random.key(0), slots, targets, jnp.asarray(order))
+    out, masks = decoder.apply(params, slots, targets, jnp.asarray(order))
+    ref_out, ref_masks = _transformer_numpy(
+        _np(params["params"]), slots.astype(np.float64), targets.astype(np.float64), order, 2, 2
+    )
+    np.testing.assert_allclose(out, ref_out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(masks, ref_masks, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(masks).sum(1), 1.0, atol=1e-5)
+
+
+def test_transformer_decoder_is_causal_in_its_order():
+    slots = RNG.normal(size=(1, 3, 8)).astype(np.float32)
+    targets = RNG.normal(size=(1, 9, 5)).astype(np.float32)
+    order = jnp.asarray(RNG.permutation(9))
+    decoder = TransformerFeatureDecoder(num_layers=2, num_heads=2, dim=8, mlp_dim=16)
+    params = decoder.init(jax.random.key(0), slots, targets, order)
+    before, _ = decoder.apply(params, slots, targets, order)
+    changed = targets.copy()
+    changed[0, int(order[5])] += 10.0  # The 6th patch of the order.
+    after, _ = decoder.apply(params, slots, changed, order)
+    earlier = np.asarray(order[:6])  # Predicted from patches order[:i], i <= 5.
+    later = np.asarray(order[6:])
+    np.testing.assert_array_equal(np.asarray(before)[0, earlier], np.asarray(after)[0, earlier])
+    assert np.abs(np.asarray(before)[0, later] - np.asarray(after)[0, later]).max() > 1e-3
+
+
+def test_backbone_gets_no_gradient():
+    model = build_model(
+        "dinosaur",
+        backbone={"kind": "dino_vit", "architecture": "dino_vits16", "feature_block": 1},
+        num_slots=3,
+        slot_dim=16,
+        mlp_hidden_dim=32,
+        decoder_hidden_dims=[32],
+    )
+    images = jnp.asarray(RNG.normal(size=(2, 32, 32, 3)), jnp.float32)
+    variables = model.init({"params": jax.random.key(0), "slots": jax.random.key(1)}, images)
+
+    def loss(params):
+        out = model.apply({"params": params}, images, rngs={"slots": jax.random.key(2)})
+        return jnp.mean((out["reconstruction"] - out["features"]) ** 2)
+
+    grads = jax.grad(loss)(variables["params"])
+    assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads["backbone"]))
+    assert float(jnp.abs(grads["decoder"]["output"]["kernel"]).max()) > 0
+
+
+def test_unknown_decoder_and_backbone_are_named():
+    with pytest.raises(ValueError, match="model.decoder 'conv'"):
+        model = build_model(
+            "dinosaur",
+            backbone={"kind": "dino_vit", "architecture": "dino_vits16", "feature_block": 1},
+            decoder="conv",
+        )
+        model.init(
+            {"params": jax.random.key(0), "slots": jax.random.key(1)}, jnp.zeros((1, 32, 32, 3))
+        )
+    with pytest.raises(ValueError, match="backbone.kind 'resnet'"):
+        build_model("dinosaur", backbone={"kind": "resnet"})
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        build_model("dinosaur", backbone={"kind": "ocjax_vit", "workdir": "/nonexistent"})
