@@ -335,6 +335,8 @@ def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.nd
     norm = exp.normalization
     images = visualize.to_uint8(batch["image"][:n], norm)
     recon = host["outputs"].get("reconstruction")
+    if recon is not None and recon.shape != batch["image"].shape:
+        recon = None  # Not an image (e.g. DINOSAUR reconstructs features).
     recon = None if recon is None else visualize.to_uint8(recon[:n], norm)
     panels = {}
     for name, masks in host["masks"].items():

@@ -181,3 +181,37 @@ def test_wrong_channel_count_names_the_fix(data_dir):
     config.data.channels = 3
     with pytest.raises(ValueError, match="data.channels=1"):
         trainer.Experiment(config)
+
+
+def test_dinosaur_trains_on_a_frozen_flagship_vit(data_dir, tmp_path):
+    from configs import coco_dinosaur
+    from tests.conftest import tiny_slots_config
+
+    flagship = tmp_path / "flagship"
+    trainer.train_and_evaluate(tiny_slots_config(data_dir), str(flagship))
+    config = coco_dinosaur.get_config("quick")
+    config.data.data_dir = data_dir
+    config.data.resolution = 32
+    config.data.max_objects = 4
+    config.data.clevr_like.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
+    config.model.backbone.workdir = str(flagship)
+    config.model.update(num_slots=4, slot_dim=16, mlp_hidden_dim=16, decoder_hidden_dims=[32])
+    config.optimizer.schedule.update(learning_rate=3e-3, warmup_steps=2)
+    config.training.update(num_steps=30, log_every=10, batch_size=8, checkpoint_every=30)
+    config.evaluation.update(every_steps=30, heldout_examples=8, batch_size=8)
+    state = trainer.train_and_evaluate(config, str(tmp_path / "dinosaur"))
+    losses = _losses(tmp_path / "dinosaur")
+    assert losses[30] < 0.8 * losses[10], losses
+    results = json.loads((tmp_path / "dinosaur" / "eval.json").read_text())
+    assert -1 <= results["decoder/fg_ari"] <= 1 and 0 <= results["decoder/mbo"] <= 1
+    # The backbone is the flagship's ViT, unchanged by training.
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(str(flagship / "checkpoints"))
+    saved = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+    vit = saved["params"]["backbone"]
+    vit.pop("norm")  # DINOSAUR reads the last block before the final norm.
+    trained = state.params["backbone"]["vit"]
+    assert jax.tree.structure(vit) == jax.tree.structure(trained)
+    for a, b in zip(jax.tree.leaves(vit), jax.tree.leaves(trained)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
