@@ -154,9 +154,15 @@ def test_row_format_rejects_missing_columns_and_escapes_pipes():
 
 
 @pytest.mark.parametrize("name", sorted(reproduce.PROTOCOLS))
-def test_every_protocol_config_builds_its_model_and_evaluates_during_training(name):
+def test_every_protocol_config_builds_its_model_and_evaluates_during_training(name, tmp_path):
     protocol = reproduce.PROTOCOLS[name]
     config = reproduce.load_protocol_config(protocol)
+    backbone = config.model.get("backbone")
+    if backbone is not None and backbone.kind == "ocjax_vit":  # The flagship's run, as saved.
+        flagship = reproduce.load_protocol_config(reproduce.PROTOCOLS["flagship_slot_cossim"])
+        (tmp_path / "config.json").write_text(flagship.to_json_best_effort())
+        backbone.workdir = str(tmp_path)
+        assert flagship.data.resolution == config.data.resolution
     assert config.evaluation.every_steps, "the curve needs held-out evaluation"
     steps = config.training.num_steps or round(
         config.training.num_epochs
@@ -164,7 +170,6 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
         / config.training.batch_size
     )
     assert steps % config.evaluation.every_steps == 0
-    assert protocol.target is not None or protocol.orderings, "nothing to judge"
     assert protocol.target is None or 0 < protocol.target <= 1
     res, channels = config.data.resolution, config.data.get("channels", 3)
     model = build_model(**config.model)
@@ -177,7 +182,10 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
         images,
     )
     kind = protocol.metric.split("/")[0]
-    if kind in ("decoder", "readout"):
+    if "features" in outputs:  # Feature reconstruction (DINOSAUR): masks over the patches.
+        assert outputs["reconstruction"].shape == outputs["features"].shape
+        assert outputs["masks"].shape[:2] == (2, config.model.num_slots)
+    elif kind in ("decoder", "readout"):
         assert outputs["reconstruction"].shape == (2, res, res, channels)
     elif kind == "attention":
         assert outputs["attention"].shape[0] == 2
@@ -219,6 +227,8 @@ def test_judge_checks_the_target_and_each_ordering(tmp_path):
     below = dataclasses.replace(protocol, orderings=(dataclasses.replace(ordering, relation="<"),))
     assert reproduce.judge(below, mine, str(tmp_path))[0] == "yes"
     assert reproduce.judge(dataclasses.replace(below, target=0.71), mine, str(tmp_path))[0] == "no"
+    report_only = dataclasses.replace(protocol, target=None, orderings=())
+    assert reproduce.judge(report_only, mine, str(tmp_path))[0] == "–"
     with pytest.raises(ValueError, match="'>' or '<'"):
         reproduce.Ordering("m", "M", ">=", "other")
 
