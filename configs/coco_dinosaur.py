@@ -93,7 +93,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     )
 
     config.training = sections.training(64, num_steps=500_000, checkpoint_every=5_000)
-    config.evaluation = sections.evaluation(split="validation")
+    # mBO_c over COCO's 80 categories (semantic masks from the instances' classes).
+    config.evaluation = sections.evaluation(
+        split="validation", num_classes=ml_collections.config_dict.placeholder(int)
+    )
+    config.evaluation.num_classes = 80
     config.mesh = sections.mesh()
 
     if "transformer" in presets:
@@ -116,7 +120,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         config.model.update(
             slot_dim=128, mlp_hidden_dim=512, decoder_hidden_dims=[512, 512, 512], decoder_dim=128
         )
-        config.evaluation.split = "test"
+        config.evaluation.update(split="test", num_classes=None)
         config.optimizer.schedule.warmup_steps = 500
         config.training.update(
             batch_size=32, num_steps=3_000, log_every=50, checkpoint_every=500, image_every=1_000

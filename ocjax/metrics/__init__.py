@@ -2,6 +2,7 @@
 
 from ocjax.metrics.segmentation import (
     ari,
+    class_ids,
     fg_ari,
     has_foreground,
     has_objects,
@@ -14,6 +15,7 @@ from ocjax.metrics.segmentation import (
 
 __all__ = [
     "ari",
+    "class_ids",
     "fg_ari",
     "has_foreground",
     "has_objects",

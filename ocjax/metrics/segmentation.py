@@ -263,6 +263,17 @@ def mbo(
     return _mean_over_objects(ious.max(axis=2), present)
 
 
+def class_ids(true_ids: jax.Array, classes: jax.Array, present: jax.Array) -> jax.Array:
+    """Semantic id map `[batch, *pixels]` from an instance id map: 0 for background, c + 1
+    where an object of class c lies. `classes` / `present` `[batch, max_objects]` describe
+    the instances with ids 1..max_objects (class < 0 or absent: background)."""
+    batch = true_ids.shape[0]
+    table = jnp.where(present & (classes >= 0), classes + 1, 0).astype(jnp.int32)
+    table = jnp.concatenate([jnp.zeros((batch, 1), jnp.int32), table], axis=1)
+    flat = jnp.take_along_axis(table, true_ids.reshape(batch, -1).astype(jnp.int32), axis=1)
+    return flat.reshape(true_ids.shape)
+
+
 def miou(
     true_ids: jax.Array,
     pred_ids: jax.Array,

@@ -70,8 +70,12 @@ def eval_step(
     objective: Objective,
     rng: jax.Array,
     num_true: int,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
     """Outputs, masks, features, read-out points, object attributes and per-image metrics `[b]`.
+
+    With `num_classes` (the object classes of the dataset in `shape`, e.g. COCO's 80
+    categories), `mbo_c` is the mBO over semantic masks built from the instances' classes.
 
     For each kind of predicted mask: FG-ARI, ARI, mBO and Hungarian mIoU of the argmax
     segmentation, plus Otsu-IoU/Dice for the kinds the objective names, over the pixels
@@ -92,6 +96,9 @@ def eval_step(
             "mbo": seg.mbo(true_ids, pred_ids, num_true, num_pred, valid=pixels),
             "miou": seg.miou(true_ids, pred_ids, num_true, num_pred, valid=pixels),
         }
+        if num_classes is not None:
+            semantic = seg.class_ids(true_ids, batch["shape"], batch["present"])
+            scores["mbo_c"] = seg.mbo(semantic, pred_ids, num_classes + 1, num_pred, valid=pixels)
         if name in objective.otsu_masks:
             scores["otsu_iou"] = otsu.otsu_iou(m, true_ids, num_true, valid=pixels)
             scores["otsu_dice"] = otsu.otsu_dice(m, true_ids, num_true, valid=pixels)

@@ -131,6 +131,7 @@ class Experiment:
                 objective=self.objective,
                 rng=jax.random.fold_in(self.rng, 2),
                 num_true=config.data.max_objects + 1,
+                num_classes=config.evaluation.get("num_classes"),
             ),
             in_shardings=(state_sharding.variables, batch),
         )

@@ -9,6 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from ocjax.metrics import (
     ari,
+    class_ids,
     fg_ari,
     has_foreground,
     has_objects,
@@ -256,3 +257,29 @@ def test_bad_inputs_raise() -> None:
         mean_over_valid(np.zeros(3), np.zeros(2, bool))
     with pytest.raises(ValueError, match="num_slots"):
         ids_from_masks(np.zeros((2, 3)))
+
+
+def test_class_mbo_equals_brute_force_over_semantic_masks():
+    rng = np.random.default_rng(7)
+    batch, max_objects, num_classes, num_pred = 4, 6, 5, 4
+    true_ids = rng.integers(0, max_objects + 1, size=(batch, 9, 10))
+    classes = rng.integers(-1, num_classes, size=(batch, max_objects))  # -1: no class.
+    present = rng.random((batch, max_objects)) < 0.8
+    pred_ids = rng.integers(0, num_pred, size=(batch, 9, 10))
+    valid = rng.random((batch, 9, 10)) < 0.9
+    semantic = np.asarray(class_ids(true_ids, classes, present))
+    got = np.asarray(mbo(semantic, pred_ids, num_classes + 1, num_pred, valid=valid))
+    for b in range(batch):
+        # Brute force: the union of each class's present instances, then best IoU per class.
+        best = []
+        for c in range(num_classes):
+            ids = [i + 1 for i in range(max_objects) if present[b, i] and classes[b, i] == c]
+            gt = np.isin(true_ids[b], ids) & valid[b]
+            if not gt.any():
+                continue
+            ious = []
+            for p in range(num_pred):
+                pred = (pred_ids[b] == p) & valid[b]
+                ious.append((gt & pred).sum() / (gt | pred).sum())
+            best.append(max(ious))
+        assert got[b] == pytest.approx(np.mean(best) if best else 0.0, abs=1e-6)

@@ -198,12 +198,13 @@ def test_dinosaur_trains_on_a_frozen_flagship_vit(data_dir, tmp_path):
     config.model.update(num_slots=4, slot_dim=16, mlp_hidden_dim=16, decoder_hidden_dims=[32])
     config.optimizer.schedule.update(learning_rate=3e-3, warmup_steps=2)
     config.training.update(num_steps=30, log_every=10, batch_size=8, checkpoint_every=30)
-    config.evaluation.update(every_steps=30, heldout_examples=8, batch_size=8)
+    config.evaluation.update(every_steps=30, heldout_examples=8, batch_size=8, num_classes=3)
     state = trainer.train_and_evaluate(config, str(tmp_path / "dinosaur"))
     losses = _losses(tmp_path / "dinosaur")
     assert losses[30] < 0.8 * losses[10], losses
     results = json.loads((tmp_path / "dinosaur" / "eval.json").read_text())
     assert -1 <= results["decoder/fg_ari"] <= 1 and 0 <= results["decoder/mbo"] <= 1
+    assert 0 <= results["decoder/mbo_c"] <= 1  # Class masks from the 3 CLEVR shapes.
     # The backbone is the flagship's ViT, unchanged by training.
     import orbax.checkpoint as ocp
 
