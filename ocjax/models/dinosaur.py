@@ -19,12 +19,14 @@ features.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ocjax.models.backbones import Backbone, Options
 from ocjax.models.cross_attention import MultiHeadAttention, TransformerMLP
@@ -33,6 +35,55 @@ from ocjax.models.slot_attention import SlotAttention
 
 Dtype = Any
 DECODERS = ("mlp", "transformer")
+ORDERS = ("standard", "spot")
+ORDER_NAMES = (
+    "raster",  # Rows top to bottom, each left to right (the standard order).
+    "columns",  # Columns left to right, each top to bottom.
+    "columns_from_right",  # Columns right to left, each top to bottom.
+    "rows_right_to_left",  # Rows top to bottom, each right to left.
+    "columns_from_right_up",  # Columns right to left, each bottom to top.
+    "rows_up_right_to_left",  # Rows bottom to top, each right to left.
+    "columns_up",  # Columns left to right, each bottom to top.
+    "rows_up",  # Rows bottom to top, each left to right.
+    "spiral",  # From the centre outwards, ending at the top-right corner.
+)
+
+
+def _spiral_from_top_right(side: int) -> list[int]:
+    """Raster indices of a clockwise spiral that starts at the top-right corner going down."""
+    top, bottom, left, right = 0, side - 1, 0, side - 1
+    out: list[int] = []
+    while top <= bottom and left <= right:
+        out += [r * side + right for r in range(top, bottom + 1)]  # Down the right column.
+        right -= 1
+        if left <= right:
+            out += [bottom * side + c for c in range(right, left - 1, -1)]  # Bottom, leftwards.
+            bottom -= 1
+        if top <= bottom and left <= right:
+            out += [r * side + left for r in range(bottom, top - 1, -1)]  # Up the left column.
+            left += 1
+        if left <= right and top <= bottom:
+            out += [top * side + c for c in range(left, right + 1)]  # Top row, rightwards.
+            top += 1
+    return out
+
+
+def patch_orders(side: int) -> np.ndarray:
+    """SPOT's nine patch orders `[9, side * side]` (raster indices), named in `ORDER_NAMES`:
+    the eight row / column scans from each corner, and a spiral from the centre outwards."""
+    grid = np.arange(side * side).reshape(side, side)
+    scans = [
+        grid,  # raster
+        grid.T,  # columns
+        grid[:, ::-1].T,  # columns_from_right
+        grid[:, ::-1],  # rows_right_to_left
+        grid[::-1, ::-1].T,  # columns_from_right_up
+        grid[::-1, ::-1],  # rows_up_right_to_left
+        grid[::-1].T,  # columns_up
+        grid[::-1],  # rows_up
+    ]
+    orders = [s.reshape(-1) for s in scans] + [np.asarray(_spiral_from_top_right(side)[::-1])]
+    return np.stack(orders).astype(np.int32)
 
 
 class MLPFeatureDecoder(nn.Module):
@@ -91,32 +142,49 @@ class TransformerFeatureDecoder(nn.Module):
     forcing) to predicted features `[b, n, f]` and masks `[b, k, n]`.
 
     `order` `[n]` (a permutation of the patches, default raster) is the order in which the
-    patches are predicted; outputs and masks are returned in raster order.
+    patches are predicted, `order_index` picks that order's BOS token (one per order, SPOT);
+    outputs and masks are returned in raster order. With `positions`, a learned embedding
+    of each patch's position is added to the inputs (SPOT leaves it out: the ViT features
+    carry their positions).
     """
 
     num_layers: int = 4
     num_heads: int = 4
     dim: int = 256
     mlp_dim: int = 1024
+    num_orders: int = 1
+    positions: bool = True
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(
-        self, slots: jax.Array, targets: jax.Array, order: jax.Array | None = None
+        self,
+        slots: jax.Array,
+        targets: jax.Array,
+        order: jax.Array | None = None,
+        order_index: jax.Array | int = 0,
     ) -> tuple[jax.Array, jax.Array]:
         """Predicts patch `order[i]` from the slots and patches `order[:i]`."""
         b, n, f = targets.shape
         if order is not None:
             targets = jnp.take(targets, order, axis=1)
-        x = nn.Dense(self.dim, dtype=self.dtype, name="input")(targets.astype(self.dtype))
+        x = nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name="input")(
+            targets.astype(self.dtype)
+        )
         x = nn.LayerNorm(dtype=self.dtype, name="norm_input")(x)
-        bos = self.param("bos", nn.initializers.normal(0.02), (1, 1, self.dim))
-        x = jnp.concatenate([jnp.broadcast_to(bos, (b, 1, self.dim)), x[:, :-1]], axis=1)
-        position = self.param("position_embedding", nn.initializers.normal(0.02), (1, n, self.dim))
-        if order is not None:  # Positions follow the patches, not the sequence index.
-            position = jnp.take(position, order, axis=1)
-        x = x + position.astype(self.dtype)
-        memory = nn.Dense(self.dim, dtype=self.dtype, name="slot_input")(slots.astype(self.dtype))
+        bos = self.param("bos", nn.initializers.normal(0.02), (self.num_orders, 1, self.dim))
+        bos = jnp.broadcast_to(bos[order_index].astype(self.dtype), (b, 1, self.dim))
+        x = jnp.concatenate([bos, x[:, :-1]], axis=1)
+        if self.positions:
+            position = self.param(
+                "position_embedding", nn.initializers.normal(0.02), (1, n, self.dim)
+            )
+            if order is not None:  # Positions follow the patches, not the sequence index.
+                position = jnp.take(position, order, axis=1)
+            x = x + position.astype(self.dtype)
+        memory = nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name="slot_input")(
+            slots.astype(self.dtype)
+        )
         memory = nn.LayerNorm(dtype=self.dtype, name="norm_slots")(memory)
         causal = jnp.tril(jnp.ones((n, n), bool))
         cross = None
@@ -149,24 +217,29 @@ class Dinosaur(nn.Module):
     decoder_layers: int = 4
     decoder_heads: int = 4
     decoder_dim: int = 256
+    decoder_positions: bool = True
+    orders: str = "standard"
     dtype: Dtype = jnp.float32
 
     def _check(self) -> None:
         if self.decoder not in DECODERS:
             raise ValueError(f"Unknown model.decoder {self.decoder!r}; use one of {DECODERS}.")
+        if self.orders not in ORDERS:
+            raise ValueError(f"Unknown model.orders {self.orders!r}; use one of {ORDERS}.")
+        if self.orders == "spot" and self.decoder != "transformer":
+            raise ValueError("model.orders 'spot' needs model.decoder 'transformer'.")
         if self.num_slots < 1:
             raise ValueError(f"model.num_slots must be >= 1, got {self.num_slots}.")
 
     @nn.compact
-    def __call__(
-        self, images: jax.Array, train: bool = False, order: jax.Array | None = None
-    ) -> dict[str, jax.Array]:
-        """Maps images `[b, h, w, 3]` (ImageNet-normalised) to outputs.
+    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        """Maps images `[b, h, w, 3]` (ImageNet-normalised) to outputs; in training with
+        `orders="spot"` the transformer decoder reads the patches in a random one of SPOT's
+        nine orders (`patch_orders`), in evaluation in raster order.
 
         Returns `features [b, n, f]` (the frozen targets), `reconstruction [b, n, f]`,
         `masks [b, k, n]` (decoder), `attention [b, k, n]` (first Slot Attention
-        iteration), `slots [b, k, d]` and the static patch grid is `features`' n as
-        `grid_h * grid_w` (square grids only for the masks' upsampling).
+        iteration) and `slots [b, k, d]`; n is the backbone's patch count (a square grid).
         """
         self._check()
         b = images.shape[0]
@@ -191,14 +264,24 @@ class Dinosaur(nn.Module):
                 name="decoder",
             )(slots)
         else:
+            order, index, num_orders = None, 0, 1
+            if self.orders == "spot":  # A random one of the nine orders per training step.
+                table = patch_orders(math.isqrt(features.shape[1]))
+                num_orders = len(table)
+                if train:
+                    index = jax.random.randint(self.make_rng("slots"), (), 0, num_orders)
+                order = jnp.asarray(table)[index]
+                self.sow("intermediates", "order_index", index)
             reconstruction, masks = TransformerFeatureDecoder(
                 self.decoder_layers,
                 self.decoder_heads,
                 self.decoder_dim,
                 4 * self.decoder_dim,
+                num_orders=num_orders,
+                positions=self.decoder_positions,
                 dtype=self.dtype,
                 name="decoder",
-            )(slots, features, order)
+            )(slots, features, order, index)
         return {
             "features": features,
             "reconstruction": reconstruction,

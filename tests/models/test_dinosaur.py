@@ -7,7 +7,12 @@ import pytest
 from scipy.special import erf
 
 from ocjax.models import build_model
-from ocjax.models.dinosaur import MLPFeatureDecoder, TransformerFeatureDecoder
+from ocjax.models.dinosaur import (
+    ORDER_NAMES,
+    MLPFeatureDecoder,
+    TransformerFeatureDecoder,
+    patch_orders,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -68,12 +73,14 @@ def test_mlp_decoder_equals_numpy():
     np.testing.assert_allclose(recon, ref_recon, rtol=1e-5, atol=1e-5)
 
 
-def _transformer_numpy(p, slots, targets, order, layers, heads):
+def _transformer_numpy(p, slots, targets, order, layers, heads, order_index=0):
     targets = targets[:, order]
     b, n, _ = targets.shape
     x = _layer_norm(p["norm_input"], _dense(p["input"], targets))
-    x = np.concatenate([np.broadcast_to(p["bos"], (b, 1, x.shape[-1])), x[:, :-1]], axis=1)
-    x = x + p["position_embedding"][:, order]
+    bos = np.broadcast_to(p["bos"][order_index], (b, 1, x.shape[-1]))
+    x = np.concatenate([bos, x[:, :-1]], axis=1)
+    if "position_embedding" in p:
+        x = x + p["position_embedding"][:, order]
     memory = _layer_norm(p["norm_slots"], _dense(p["slot_input"], slots))
     causal = np.tril(np.ones((n, n), bool))
     for i in range(layers):
@@ -98,16 +105,24 @@ def _transformer_numpy(p, slots, targets, order, layers, heads):
     return out[:, inverse], masks[:, :, inverse]
 
 
-@pytest.mark.parametrize("permuted", [False, True])
-def test_transformer_decoder_equals_numpy(permuted):
+@pytest.mark.parametrize(("permuted", "positions"), [(False, True), (True, True), (True, False)])
+def test_transformer_decoder_equals_numpy(permuted, positions):
     slots = RNG.normal(size=(2, 3, 8)).astype(np.float32)
     targets = RNG.normal(size=(2, 9, 5)).astype(np.float32)
     order = RNG.permutation(9) if permuted else np.arange(9)
-    decoder = TransformerFeatureDecoder(num_layers=2, num_heads=2, dim=8, mlp_dim=16)
-    params = decoder.init(jax.random.key(0), slots, targets, jnp.asarray(order))
-    out, masks = decoder.apply(params, slots, targets, jnp.asarray(order))
+    decoder = TransformerFeatureDecoder(
+        num_layers=2, num_heads=2, dim=8, mlp_dim=16, num_orders=3, positions=positions
+    )
+    params = decoder.init(jax.random.key(0), slots, targets, jnp.asarray(order), 2)
+    out, masks = decoder.apply(params, slots, targets, jnp.asarray(order), 2)
     ref_out, ref_masks = _transformer_numpy(
-        _np(params["params"]), slots.astype(np.float64), targets.astype(np.float64), order, 2, 2
+        _np(params["params"]),
+        slots.astype(np.float64),
+        targets.astype(np.float64),
+        order,
+        2,
+        2,
+        order_index=2,
     )
     np.testing.assert_allclose(out, ref_out, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(masks, ref_masks, rtol=1e-4, atol=1e-6)
@@ -128,6 +143,60 @@ def test_transformer_decoder_is_causal_in_its_order():
     later = np.asarray(order[6:])
     np.testing.assert_array_equal(np.asarray(before)[0, earlier], np.asarray(after)[0, earlier])
     assert np.abs(np.asarray(before)[0, later] - np.asarray(after)[0, later]).max() > 1e-3
+
+
+def test_spot_orders_are_the_nine_scans_and_the_spiral():
+    side = 5
+    orders = patch_orders(side)
+    assert orders.shape == (9, side * side) and len(ORDER_NAMES) == 9
+    assert all(sorted(o) == list(range(side * side)) for o in orders)  # Permutations.
+    assert len({tuple(o) for o in orders}) == 9  # All different.
+    rows, cols = np.divmod(orders, side)
+    for k, name in enumerate(ORDER_NAMES[:8]):
+        # A scan moves one step along its minor axis, or jumps to the next line of its
+        # major axis at the end of one.
+        along_rows = name.startswith("raster") or name.startswith("rows")
+        minor, major = (cols[k], rows[k]) if along_rows else (rows[k], cols[k])
+        assert np.all(np.abs(np.diff(minor.reshape(side, side), axis=1)) == 1), name
+        assert len(set(np.diff(major.reshape(side, side)[:, 0]))) == 1, name
+    # The spiral: 4-neighbour steps, from the centre to the top-right corner.
+    steps = np.abs(np.diff(rows[8])) + np.abs(np.diff(cols[8]))
+    assert np.all(steps == 1)
+    assert (rows[8][0], cols[8][0]) == (side // 2, side // 2)
+    assert (rows[8][-1], cols[8][-1]) == (0, side - 1)
+    # SPOT's 3x3 spiral, written out by hand from its description.
+    np.testing.assert_array_equal(patch_orders(3)[8], [4, 1, 0, 3, 6, 7, 8, 5, 2])
+
+
+def test_spot_orders_vary_in_training_and_are_raster_in_evaluation():
+    model = build_model(
+        "dinosaur",
+        backbone={"kind": "dino_vit", "architecture": "dino_vits16", "feature_block": 0},
+        num_slots=3,
+        slot_dim=16,
+        mlp_hidden_dim=32,
+        decoder="transformer",
+        decoder_layers=1,
+        decoder_heads=2,
+        decoder_dim=16,
+        orders="spot",
+    )
+    images = jnp.asarray(RNG.normal(size=(1, 48, 48, 3)), jnp.float32)
+    variables = model.init({"params": jax.random.key(0), "slots": jax.random.key(1)}, images)
+    assert variables["params"]["decoder"]["bos"].shape == (9, 1, 16)
+
+    def order_index(train, key):
+        _, state = model.apply(
+            variables,
+            images,
+            train=train,
+            rngs={"slots": jax.random.key(key)},
+            mutable=["intermediates"],
+        )
+        return int(state["intermediates"]["order_index"][0])
+
+    assert {order_index(False, k) for k in range(5)} == {0}  # Raster in evaluation.
+    assert len({order_index(True, k) for k in range(20)}) >= 5  # Random in training.
 
 
 def test_backbone_gets_no_gradient():
