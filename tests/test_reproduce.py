@@ -163,6 +163,12 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
         (tmp_path / "config.json").write_text(flagship.to_json_best_effort())
         backbone.workdir = str(tmp_path)
         assert flagship.data.resolution == config.data.resolution
+    if config.model.get("teacher") is not None:  # SPOT's teacher run, as saved.
+        teacher = reproduce.load_protocol_config(reproduce.PROTOCOLS["spot_teacher_clevr"])
+        teacher.model.backbone.workdir = str(tmp_path)
+        (tmp_path / "teacher").mkdir()
+        (tmp_path / "teacher" / "config.json").write_text(teacher.to_json_best_effort())
+        config.model.teacher.workdir = str(tmp_path / "teacher")
     assert config.evaluation.every_steps, "the curve needs held-out evaluation"
     steps = config.training.num_steps or round(
         config.training.num_epochs

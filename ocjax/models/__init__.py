@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from ocjax.models.autoencoder import SlotAttentionAutoEncoder
 from ocjax.models.complex import ComplexAutoEncoder
-from ocjax.models.dinosaur import Dinosaur, as_options
+from ocjax.models.dinosaur import Dinosaur, as_options, resolve_teacher
 from ocjax.models.object_contrastive import ObjectContrastiveModel
 from ocjax.models.rotating import RotatingAutoEncoder, check_inputs
 
@@ -40,6 +40,10 @@ def _tuples(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     if "backbone" in out:
         out["backbone"] = as_options(out["backbone"])
+    if out.get("teacher") is not None and not isinstance(out["teacher"], tuple):
+        teacher = out["teacher"]
+        teacher = teacher.to_dict() if hasattr(teacher, "to_dict") else dict(teacher)
+        out["teacher"] = resolve_teacher(teacher, out["backbone"])
     return out
 
 

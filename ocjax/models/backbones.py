@@ -35,6 +35,25 @@ KINDS = ("dino_vit", "ocjax_vit")
 Options = tuple[tuple[str, Any], ...]
 
 
+def load_run_config(workdir: str) -> dict[str, Any]:
+    """The config an ocjax run saved in `workdir/config.json`."""
+    return _ocjax_config(workdir)
+
+
+def latest_params(workdir: str, subtree: str) -> dict[str, Any]:
+    """`params[subtree]` of the latest checkpoint of the ocjax run in `workdir` (numpy)."""
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+    manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"))
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint to load.")
+    state = manager.restore(step, args=ocp.args.StandardRestore())
+    if subtree not in state["params"]:
+        raise ValueError(f"The checkpoint in {workdir} has no {subtree!r} parameters.")
+    return jax.tree.map(np.asarray, dict(state["params"][subtree]))
+
+
 def _ocjax_config(workdir: str) -> dict[str, Any]:
     """The config a run saved in `workdir/config.json`."""
     path = os.path.join(workdir, "config.json")
@@ -135,8 +154,6 @@ def pretrained_params(options: Options, image_size: tuple[int, int]) -> dict[str
 
 def _ocjax_vit_params(o: dict[str, Any], image_size: tuple[int, int]) -> dict[str, Any]:
     """The `backbone` params of the latest checkpoint of the ocjax run in `o["workdir"]`."""
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-
     workdir = o["workdir"]
     trained = _ocjax_config(workdir)["data"]["resolution"]
     if tuple(image_size) != (trained, trained):
@@ -145,14 +162,7 @@ def _ocjax_vit_params(o: dict[str, Any], image_size: tuple[int, int]) -> dict[st
             f"embedding), but this run feeds {image_size[0]}x{image_size[1]}; set "
             f"data.resolution={trained}."
         )
-    manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"))
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint to take the ViT from.")
-    state = manager.restore(step, args=ocp.args.StandardRestore())
-    if "backbone" not in state["params"]:
-        raise ValueError(f"The checkpoint in {workdir} has no 'backbone' parameters.")
-    params = jax.tree.map(np.asarray, dict(state["params"]["backbone"]))
+    params = latest_params(workdir, "backbone")
     depth = o["feature_block"] % o["depth"] + 1
     for i in range(depth, o["depth"]):
         params.pop(f"block_{i}")

@@ -20,6 +20,7 @@ features.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -201,13 +202,24 @@ class TransformerFeatureDecoder(nn.Module):
         return out, masks
 
 
-class Dinosaur(nn.Module):
-    """Frozen ViT features -> Slot Attention -> feature reconstruction (see the module doc).
+def check_head(decoder: str, orders: str, num_slots: int) -> None:
+    """Raises ValueError naming an unknown decoder or order, or a bad slot count."""
+    if decoder not in DECODERS:
+        raise ValueError(f"Unknown model.decoder {decoder!r}; use one of {DECODERS}.")
+    if orders not in ORDERS:
+        raise ValueError(f"Unknown model.orders {orders!r}; use one of {ORDERS}.")
+    if orders == "spot" and decoder != "transformer":
+        raise ValueError("model.orders 'spot' needs model.decoder 'transformer'.")
+    if num_slots < 1:
+        raise ValueError(f"model.num_slots must be >= 1, got {num_slots}.")
 
-    `backbone` is the resolved `model.backbone` (`ocjax.models.backbones.resolve`).
+
+class SlotHead(nn.Module):
+    """Features `[b, n, f]` -> LayerNorm, two-layer MLP -> Slot Attention -> feature decoder.
+
+    Everything of DINOSAUR after the frozen backbone (fields as in `Dinosaur`).
     """
 
-    backbone: Options
     num_slots: int = 7
     num_iterations: int = 3
     slot_dim: int = 256
@@ -221,37 +233,19 @@ class Dinosaur(nn.Module):
     orders: str = "standard"
     dtype: Dtype = jnp.float32
 
-    def _check(self) -> None:
-        if self.decoder not in DECODERS:
-            raise ValueError(f"Unknown model.decoder {self.decoder!r}; use one of {DECODERS}.")
-        if self.orders not in ORDERS:
-            raise ValueError(f"Unknown model.orders {self.orders!r}; use one of {ORDERS}.")
-        if self.orders == "spot" and self.decoder != "transformer":
-            raise ValueError("model.orders 'spot' needs model.decoder 'transformer'.")
-        if self.num_slots < 1:
-            raise ValueError(f"model.num_slots must be >= 1, got {self.num_slots}.")
-
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        """Maps images `[b, h, w, 3]` (ImageNet-normalised) to outputs; in training with
-        `orders="spot"` the transformer decoder reads the patches in a random one of SPOT's
-        nine orders (`patch_orders`), in evaluation in raster order.
-
-        Returns `features [b, n, f]` (the frozen targets), `reconstruction [b, n, f]`,
-        `masks [b, k, n]` (decoder), `attention [b, k, n]` (first Slot Attention
-        iteration) and `slots [b, k, d]`; n is the backbone's patch count (a square grid).
-        """
-        self._check()
-        b = images.shape[0]
-        vit = Backbone(self.backbone, dtype=self.dtype, name="backbone")(images)
-        features = vit.tokens.astype(jnp.float32)
+    def __call__(self, features: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        """Slots, masks and the reconstruction of `features`; see `Dinosaur.__call__`."""
+        check_head(self.decoder, self.orders, self.num_slots)
+        b = features.shape[0]
         x = nn.LayerNorm(dtype=self.dtype, name="norm_features")(features.astype(self.dtype))
         x = nn.relu(nn.Dense(self.slot_dim, dtype=self.dtype, name="feature_mlp_1")(x))
         x = nn.Dense(self.slot_dim, dtype=self.dtype, name="feature_mlp_2")(x)
         slots = GaussianQueries(self.num_slots, self.slot_dim, name="slot_init")(b)
-        slots, attention = SlotAttention(
+        slots, attention, logits = SlotAttention(
             num_iterations=self.num_iterations,
             mlp_hidden_dim=self.mlp_hidden_dim,
+            return_logits=True,
             dtype=self.dtype,
             name="slot_attention",
         )(slots, x)
@@ -283,18 +277,105 @@ class Dinosaur(nn.Module):
                 name="decoder",
             )(slots, features, order, index)
         return {
-            "features": features,
             "reconstruction": reconstruction,
             "masks": masks,
             "attention": attention,
+            "attention_logits": logits,
             "slots": slots.astype(jnp.float32),
         }
 
 
+HEAD_FIELDS = tuple(f for f in SlotHead.__dataclass_fields__ if f not in ("parent", "name"))
+
+
+class Dinosaur(nn.Module):
+    """Frozen ViT features -> `SlotHead` (Slot Attention, feature decoder); see the module doc.
+
+    `backbone` is the resolved `model.backbone` (`ocjax.models.backbones.resolve`). With
+    `teacher` (SPOT's second stage, resolved by `resolve_teacher` from the teacher run's
+    workdir) a frozen copy of the teacher's head runs on the same features (in training
+    its decoder reads a random patch order, as the official second stage) and hands its
+    decoder masks on as `teacher_masks`.
+    """
+
+    backbone: Options
+    num_slots: int = 7
+    num_iterations: int = 3
+    slot_dim: int = 256
+    mlp_hidden_dim: int = 1024
+    decoder: str = "mlp"
+    decoder_hidden_dims: tuple[int, ...] = (2048, 2048, 2048)
+    decoder_layers: int = 4
+    decoder_heads: int = 4
+    decoder_dim: int = 256
+    decoder_positions: bool = True
+    orders: str = "standard"
+    teacher: Options | None = None
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+        """Maps images `[b, h, w, 3]` (ImageNet-normalised) to outputs; in training with
+        `orders="spot"` the transformer decoder reads the patches in a random one of SPOT's
+        nine orders (`patch_orders`), in evaluation in raster order.
+
+        Returns `features [b, n, f]` (the frozen targets), `reconstruction [b, n, f]`,
+        `masks [b, k, n]` (decoder), `attention [b, k, n]` (first Slot Attention
+        iteration), `attention_logits [b, k, n]` (last iteration, before the softmax) and
+        `slots [b, k, d]`, plus `teacher_masks [b, k, n]` with a teacher; n is the
+        backbone's patch count (a square grid).
+        """
+        head = {f: getattr(self, f) for f in HEAD_FIELDS if f != "dtype"}
+        check_head(self.decoder, self.orders, self.num_slots)  # Before the backbone runs.
+        vit = Backbone(self.backbone, dtype=self.dtype, name="backbone")(images)
+        features = vit.tokens.astype(jnp.float32)
+        outputs = SlotHead(**head, dtype=self.dtype, name="head")(features, train)
+        outputs["features"] = features
+        if self.teacher is not None:
+            teacher = {k: v for k, v in self.teacher if k in HEAD_FIELDS}
+            taught = SlotHead(**teacher, dtype=self.dtype, name="teacher")(features, train)
+            outputs["teacher_masks"] = jax.lax.stop_gradient(taught["masks"])
+        return outputs
+
+
 def frozen_subtrees(model: nn.Module) -> tuple[str, ...]:
-    """Top-level parameter names the optimiser must leave alone (`("backbone",)` for models
-    with a frozen backbone)."""
-    return ("backbone",) if isinstance(getattr(model, "backbone", None), tuple) else ()
+    """Top-level parameter names the optimiser must leave alone: a frozen backbone's and a
+    SPOT teacher's."""
+    frozen = ("backbone",) if isinstance(getattr(model, "backbone", None), tuple) else ()
+    return frozen + (("teacher",) if getattr(model, "teacher", None) is not None else ())
+
+
+def resolve_teacher(options: Mapping[str, Any], backbone: Options) -> Options:
+    """SPOT's teacher from `{"workdir": DIR}`: the head hyper-parameters of the DINOSAUR /
+    SPOT run in DIR (its `config.json`), checked to share the student's backbone."""
+    from ocjax.models import backbones  # pylint: disable=import-outside-toplevel
+
+    workdir = dict(options).get("workdir")
+    if not workdir:
+        raise ValueError("model.teacher needs a workdir: the teacher run's --workdir.")
+    if not os.path.exists(os.path.join(workdir, "config.json")):
+        raise FileNotFoundError(
+            f"model.teacher.workdir={workdir!r} has no config.json: train the teacher first "
+            "(SPOT's first stage, e.g. configs/coco_spot.py:teacher) into that workdir."
+        )
+    model = backbones.load_run_config(workdir)["model"]
+    if model.get("name") != "dinosaur":
+        raise ValueError(f"The run in {workdir} is a {model.get('name')!r}, not a teacher.")
+    if backbones.resolve(model["backbone"]) != backbone:
+        raise ValueError(
+            f"The teacher in {workdir} was trained on other features (model.backbone "
+            f"{model['backbone']}); the student must use the same backbone."
+        )
+    head = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()}
+    fields = {k: head[k] for k in HEAD_FIELDS if k in head and k != "dtype"}
+    return tuple(sorted({**fields, "workdir": workdir}.items()))
+
+
+def teacher_params(teacher: Options) -> dict[str, Any]:
+    """The teacher run's `head` params (latest checkpoint), for `params["teacher"]`."""
+    from ocjax.models import backbones  # pylint: disable=import-outside-toplevel
+
+    return backbones.latest_params(dict(teacher)["workdir"], "head")
 
 
 def as_options(value: Any) -> Options:

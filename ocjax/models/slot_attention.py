@@ -37,14 +37,17 @@ class SlotAttention(nn.Module):
     num_iterations: int = 3
     mlp_hidden_dim: int = 128
     epsilon: float = 1e-8
+    return_logits: bool = False
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, slots: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, slots: jax.Array, inputs: jax.Array) -> tuple[jax.Array, ...]:
         """Updates slots `[b, k, d]` from inputs `[b, n, c]`; returns slots and attention `[b, k, n]`.
 
         The attention returned is that of the first iteration, the one used by the
         object-discovery evaluations; the last iteration's is sown as `intermediates/attention`.
+        With `return_logits`, the last iteration's logits `[b, k, n]` (before the softmax over
+        slots; SPOT distils the teacher's masks into them) come third.
         """
         slot_dim = slots.shape[-1]
         inputs = nn.LayerNorm(name="norm_inputs", dtype=self.dtype)(inputs)
@@ -70,4 +73,6 @@ class SlotAttention(nn.Module):
             slots, _ = gru(slots, updates)
             slots = slots + mlp(norm_mlp(slots))
         self.sow("intermediates", "attention", attention)
+        if self.return_logits:
+            return slots, first_attention, logits
         return slots, first_attention

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ocjax import losses
-from ocjax.losses import contrastive
+from ocjax.losses import contrastive, distillation
 from ocjax.models import readout as readout_lib
 
 Outputs = dict[str, jax.Array]
@@ -88,19 +88,35 @@ def patch_masks(masks: jax.Array, image_size: tuple[int, int]) -> jax.Array:
     return jax.image.resize(grid, (batch, num_slots, *image_size), "bilinear")
 
 
-def _feature_loss(outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict]:
-    """MSE between the decoded and the frozen backbone features `[b, n, f]`."""
+def _feature_loss(
+    outputs: Outputs, batch: Batch, *, distillation_weight: float
+) -> tuple[jax.Array, dict]:
+    """MSE between the decoded and the frozen backbone features `[b, n, f]`, plus SPOT's
+    attention distillation towards a teacher's masks when `distillation_weight` > 0."""
     del batch
-    loss = losses.mse(outputs["reconstruction"], outputs["features"])
-    return loss, {"feature_mse": loss}
+    mse = losses.mse(outputs["reconstruction"], outputs["features"])
+    if not distillation_weight:
+        return mse, {"feature_mse": mse}
+    if "teacher_masks" not in outputs:
+        raise ValueError(
+            "objective.distillation_weight > 0 needs a teacher: set model.teacher.workdir to "
+            "the teacher run (SPOT's first stage)."
+        )
+    distill = distillation.attention_distillation(
+        outputs["attention_logits"], outputs["teacher_masks"]
+    )
+    return mse + distillation_weight * distill, {"feature_mse": mse, "distillation": distill}
 
 
-def feature_reconstruction() -> Objective:
-    """DINOSAUR: reconstruct frozen ViT features; masks from the decoder and from the first
+def feature_reconstruction(distillation_weight: float = 0.0) -> Objective:
+    """DINOSAUR / SPOT: reconstruct frozen ViT features (SPOT's student also distils its
+    teacher's masks into its Slot Attention); masks from the decoder and from the first
     Slot Attention iteration, both upsampled bilinearly from the patch grid."""
+    if distillation_weight < 0:
+        raise ValueError(f"objective.distillation_weight must be >= 0, got {distillation_weight}.")
     return Objective(
         train_inputs=lambda batch: batch["image"],
-        loss=_feature_loss,
+        loss=functools.partial(_feature_loss, distillation_weight=distillation_weight),
         masks=lambda out, size: {
             "decoder": patch_masks(out["masks"], size),
             "attention": patch_masks(out["attention"], size),

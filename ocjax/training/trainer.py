@@ -14,10 +14,10 @@ import numpy as np
 import tqdm
 
 from ocjax import parallel, visualize
-from ocjax.metrics import otsu, vqa
 from ocjax.data import augment, load_sources, pipeline
+from ocjax.metrics import otsu, vqa
 from ocjax.models import backbones, build_model, input_check, readout
-from ocjax.models.dinosaur import frozen_subtrees
+from ocjax.models.dinosaur import frozen_subtrees, teacher_params
 from ocjax.training import checkpoint, optim
 from ocjax.training.objectives import build_objective
 from ocjax.training.state import TrainState, create_state
@@ -48,11 +48,7 @@ class Experiment:
             if config.data.get("views") is not None
             else None
         )
-        self.pretrained = (
-            backbones.pretrained_params(self.model.backbone, (config.data.resolution,) * 2)
-            if frozen_subtrees(self.model)
-            else None
-        )
+        self.pretrained = pretrained_subtrees(self.model, (config.data.resolution,) * 2)
         self.normalization = normalization = (
             "imagenet" if views else config.data.get("normalization", "signed")
         )
@@ -167,15 +163,29 @@ class Experiment:
         argument, not a constant, so that large weights stay out of the compiled program."""
         params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
         variables = self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
-        if pretrained is not None:
+        if pretrained:
             params = dict(variables["params"])
-            params["backbone"] = _replace_like(params["backbone"], pretrained)
+            for name, loaded in pretrained.items():
+                params[name] = _replace_like(params[name], loaded)
             variables = {**variables, "params": params}
         return variables
 
     def _init(self, images: np.ndarray, pretrained: Any = None) -> TrainState:
         """Initialises parameters, model state and optimiser state from a dummy batch."""
         return create_state(self._init_variables(images, pretrained), self.tx)
+
+
+def pretrained_subtrees(model: Any, image_size: tuple[int, int]) -> dict[str, Any] | None:
+    """Weights the model starts from, by top-level parameter name: a pretrained backbone's
+    (unless it is a randomly initialised `dino_vit`) and a SPOT teacher's head."""
+    loaded = {}
+    if frozen_subtrees(model):
+        backbone = backbones.pretrained_params(model.backbone, image_size)
+        if backbone is not None:
+            loaded["backbone"] = backbone
+    if getattr(model, "teacher", None) is not None:
+        loaded["teacher"] = teacher_params(model.teacher)
+    return loaded or None
 
 
 def _replace_like(initial: Any, loaded: Any) -> Any:

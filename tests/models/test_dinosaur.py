@@ -183,7 +183,7 @@ def test_spot_orders_vary_in_training_and_are_raster_in_evaluation():
     )
     images = jnp.asarray(RNG.normal(size=(1, 48, 48, 3)), jnp.float32)
     variables = model.init({"params": jax.random.key(0), "slots": jax.random.key(1)}, images)
-    assert variables["params"]["decoder"]["bos"].shape == (9, 1, 16)
+    assert variables["params"]["head"]["decoder"]["bos"].shape == (9, 1, 16)
 
     def order_index(train, key):
         _, state = model.apply(
@@ -193,7 +193,7 @@ def test_spot_orders_vary_in_training_and_are_raster_in_evaluation():
             rngs={"slots": jax.random.key(key)},
             mutable=["intermediates"],
         )
-        return int(state["intermediates"]["order_index"][0])
+        return int(state["intermediates"]["head"]["order_index"][0])
 
     assert {order_index(False, k) for k in range(5)} == {0}  # Raster in evaluation.
     assert len({order_index(True, k) for k in range(20)}) >= 5  # Random in training.
@@ -217,7 +217,7 @@ def test_backbone_gets_no_gradient():
 
     grads = jax.grad(loss)(variables["params"])
     assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(grads["backbone"]))
-    assert float(jnp.abs(grads["decoder"]["output"]["kernel"]).max()) > 0
+    assert float(jnp.abs(grads["head"]["decoder"]["output"]["kernel"]).max()) > 0
 
 
 def test_unknown_decoder_and_backbone_are_named():

@@ -183,36 +183,70 @@ def test_wrong_channel_count_names_the_fix(data_dir):
         trainer.Experiment(config)
 
 
-def test_dinosaur_trains_on_a_frozen_flagship_vit(data_dir, tmp_path):
-    from configs import coco_dinosaur
-    from tests.conftest import tiny_slots_config
-
-    flagship = tmp_path / "flagship"
-    trainer.train_and_evaluate(tiny_slots_config(data_dir), str(flagship))
-    config = coco_dinosaur.get_config("quick")
+def _feature_config(config, data_dir, flagship):
+    """A DINOSAUR / SPOT config shrunk to the tiny data and the tiny flagship's ViT."""
     config.data.data_dir = data_dir
     config.data.resolution = 32
     config.data.max_objects = 4
     config.data.clevr_like.update(min_objects=2, num_train=48, num_validation=8, num_test=12)
     config.model.backbone.workdir = str(flagship)
-    config.model.update(num_slots=4, slot_dim=16, mlp_hidden_dim=16, decoder_hidden_dims=[32])
+    config.model.update(
+        num_slots=4, slot_dim=16, mlp_hidden_dim=16, decoder_hidden_dims=[32], decoder_dim=16
+    )
     config.optimizer.schedule.update(learning_rate=3e-3, warmup_steps=2)
     config.training.update(num_steps=30, log_every=10, batch_size=8, checkpoint_every=30)
-    config.evaluation.update(every_steps=30, heldout_examples=8, batch_size=8, num_classes=3)
+    config.evaluation.update(every_steps=30, heldout_examples=8, batch_size=8)
+    return config
+
+
+def _saved_params(workdir, subtree):
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(str(workdir / "checkpoints"))
+    saved = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+    return saved["params"][subtree]
+
+
+def _assert_same_tree(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_dinosaur_and_spot_train_on_a_frozen_flagship_vit(data_dir, tmp_path):
+    from configs import coco_dinosaur, coco_spot
+    from tests.conftest import tiny_slots_config
+
+    flagship = tmp_path / "flagship"
+    trainer.train_and_evaluate(tiny_slots_config(data_dir), str(flagship))
+    vit = _saved_params(flagship, "backbone")
+    vit.pop("norm")  # DINOSAUR reads the last block before the final norm.
+
+    # DINOSAUR (MLP decoder), with mBO_c over the 3 CLEVR shapes.
+    config = _feature_config(coco_dinosaur.get_config("quick"), data_dir, flagship)
+    config.evaluation.num_classes = 3
     state = trainer.train_and_evaluate(config, str(tmp_path / "dinosaur"))
     losses = _losses(tmp_path / "dinosaur")
     assert losses[30] < 0.8 * losses[10], losses
     results = json.loads((tmp_path / "dinosaur" / "eval.json").read_text())
     assert -1 <= results["decoder/fg_ari"] <= 1 and 0 <= results["decoder/mbo"] <= 1
-    assert 0 <= results["decoder/mbo_c"] <= 1  # Class masks from the 3 CLEVR shapes.
-    # The backbone is the flagship's ViT, unchanged by training.
-    import orbax.checkpoint as ocp
+    assert 0 <= results["decoder/mbo_c"] <= 1
+    _assert_same_tree(vit, state.params["backbone"]["vit"])  # Frozen.
 
-    manager = ocp.CheckpointManager(str(flagship / "checkpoints"))
-    saved = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
-    vit = saved["params"]["backbone"]
-    vit.pop("norm")  # DINOSAUR reads the last block before the final norm.
-    trained = state.params["backbone"]["vit"]
-    assert jax.tree.structure(vit) == jax.tree.structure(trained)
-    for a, b in zip(jax.tree.leaves(vit), jax.tree.leaves(trained)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # SPOT: a teacher (random patch orders), then a student distilling its masks.
+    teacher = tmp_path / "teacher"
+    config = _feature_config(coco_spot.get_config("teacher+cpu"), data_dir, flagship)
+    trainer.train_and_evaluate(config, str(teacher))
+    config = _feature_config(coco_spot.get_config("student+cpu"), data_dir, flagship)
+    config.model.teacher.workdir = str(teacher)
+    config.objective.distillation_weight = 1.0  # The paper's 5e-3 moves little in 30 steps.
+    state = trainer.train_and_evaluate(config, str(tmp_path / "student"))
+    with open(tmp_path / "student" / "metrics.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    distill = [r["loss/distillation"] for r in records if "loss/distillation" in r]
+    assert distill and all(np.isfinite(distill)) and distill[-1] < distill[0]
+    _assert_same_tree(_saved_params(teacher, "head"), state.params["teacher"])
+    _assert_same_tree(vit, state.params["backbone"]["vit"])
+    results = json.loads((tmp_path / "student" / "eval.json").read_text())
+    assert 0 <= results["decoder/mbo"] <= 1 and 0 <= results["attention/mbo"] <= 1
