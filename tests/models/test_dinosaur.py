@@ -234,3 +234,16 @@ def test_unknown_decoder_and_backbone_are_named():
         build_model("dinosaur", backbone={"kind": "resnet"})
     with pytest.raises(FileNotFoundError, match="config.json"):
         build_model("dinosaur", backbone={"kind": "ocjax_vit", "workdir": "/nonexistent"})
+
+
+def test_student_without_its_teacher_run_is_named(tmp_path):
+    backbone = {"kind": "dino_vit", "architecture": "dino_vits16"}
+    with pytest.raises(FileNotFoundError, match="train the teacher first"):
+        build_model("dinosaur", backbone=backbone, teacher={"workdir": str(tmp_path)})
+    with pytest.raises(ValueError, match="needs a workdir"):
+        build_model("dinosaur", backbone=backbone, teacher={"workdir": ""})
+    with pytest.raises(ValueError, match="orders 'spot' needs model.decoder 'transformer'"):
+        model = build_model("dinosaur", backbone=backbone, orders="spot")
+        model.init(
+            {"params": jax.random.key(0), "slots": jax.random.key(1)}, jnp.zeros((1, 32, 32, 3))
+        )
