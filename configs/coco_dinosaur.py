@@ -1,7 +1,7 @@
 r"""DINOSAUR on COCO (Seitzer et al., ICLR 2023): slots reconstruct frozen DINO features.
 
 The paper's COCO setting: 224x224 images (short side resized, centre crop), ImageNet
-normalisation; a frozen DINO ViT-B/16 whose last block's output (before the final norm)
+normalisation, ground-truth masks at 320x320; a frozen DINO ViT-B/16 whose last block's output (before the final norm)
 gives 196 patch features of 768-d; LayerNorm and a two-layer MLP; Slot Attention with 7
 slots of 256-d, 3 iterations; the MLP decoder (3 hidden layers of 2048, learned position
 per patch, alpha masks) reconstructing the features, MSE. Adam at 4e-4, 10k linear warm-up
@@ -51,6 +51,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
 
     # Data: COCO 2017 instances at 224x224, ImageNet normalisation (the backbone's).
     config.data = sections.data("coco", 224, max_objects=20, normalization="imagenet")
+    config.data.coco.mask_resolution = 320  # Masks evaluated at 320x320 (resize + crop).
 
     # Model: frozen ViT-B/16 -> MLP -> Slot Attention (7 x 256) -> MLP feature decoder.
     config.model = ml_collections.ConfigDict(

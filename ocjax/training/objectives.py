@@ -65,13 +65,21 @@ def _reconstruction_loss(outputs: Outputs, batch: Batch) -> tuple[jax.Array, dic
     return loss, {"mse": loss}
 
 
+def resize_masks(masks: jax.Array, image_size: tuple[int, int]) -> jax.Array:
+    """Masks `[b, k, h, w]` bilinearly resized to `image_size` (unchanged if already there),
+    e.g. to ground truth stored finer than the images."""
+    if tuple(masks.shape[2:]) == tuple(image_size):
+        return masks
+    return jax.image.resize(masks, masks.shape[:2] + tuple(image_size), "bilinear")
+
+
 def autoencoder() -> Objective:
     """Pixel reconstruction; masks from decoder alphas and from the first attention map."""
     return Objective(
         train_inputs=lambda batch: batch["image"],
         loss=_reconstruction_loss,
         masks=lambda out, size: {
-            "decoder": out["masks"],
+            "decoder": resize_masks(out["masks"], size),
             "attention": attention_masks(out["attention"], size),
         },
     )

@@ -350,14 +350,22 @@ def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.nd
         recon = None  # Not an image (e.g. DINOSAUR reconstructs features).
     recon = None if recon is None else visualize.to_uint8(recon[:n], norm)
     panels = {}
-    for name, masks in host["masks"].items():
-        binary = (
-            np.asarray(otsu.otsu_masks(masks[:n])) if name in exp.objective.otsu_masks else None
+    segmentation = batch["segmentation"][:n]
+    if segmentation.shape[1:] != images.shape[1:3]:  # Masks stored finer than the images.
+        segmentation = np.asarray(
+            jax.image.resize(segmentation, (n, *images.shape[1:3]), "nearest")
         )
+    for name, masks in host["masks"].items():
+        masks = masks[:n]
+        if masks.shape[2:] != images.shape[1:3]:
+            masks = np.asarray(
+                jax.image.resize(masks, masks.shape[:2] + images.shape[1:3], "bilinear")
+            )
+        binary = np.asarray(otsu.otsu_masks(masks)) if name in exp.objective.otsu_masks else None
         panels[f"slots/{name}"] = visualize.slot_panel(
             images,
-            masks[:n],
-            batch["segmentation"][:n],
+            masks,
+            segmentation,
             exp.config.data.max_objects + 1,
             reconstructions=recon,
             binary=binary,

@@ -132,3 +132,27 @@ def test_missing_annotations_name_the_path(tmp_path):
     with pytest.raises(DatasetError, match="see README section Datasets") as error:
         coco.coco_sources(str(tmp_path / "data"), manual_dir=str(tmp_path))
     assert str(tmp_path / "annotations" / "instances_train2017.json") in str(error.value)
+
+
+def test_masks_can_be_finer_than_the_images(manual, tmp_path):
+    root, _, val = manual
+    sources = coco.coco_sources(
+        str(tmp_path / "data"),
+        manual_dir=str(root),
+        resolution=RES,
+        max_objects=4,
+        mask_resolution=2 * RES,
+    )
+    example = sources["validation"][0]
+    np.testing.assert_array_equal(example["image"], val[:, 5:25])  # Images as before.
+    ids = np.zeros((HEIGHT, WIDTH), np.uint8)
+    ids[2:11, 6:15] = 1  # The dog polygon (larger, id 1).
+    ids[8:13, 12:17] = 2  # The person polygon.
+    overlap = np.zeros((HEIGHT, WIDTH), bool)
+    overlap[8:11, 12:15] = True
+    ids[overlap] = 0
+    # Short side 20 -> 40 doubles every pixel; the centre crop drops 10 of 60 columns a side.
+    fine = np.repeat(np.repeat(ids, 2, 0), 2, 1)[:, 10:50]
+    np.testing.assert_array_equal(example["segmentation"][..., 0], fine)
+    fine_overlap = np.repeat(np.repeat(overlap, 2, 0), 2, 1)[:, 10:50]
+    np.testing.assert_array_equal(example["ignore"][..., 0].astype(bool), fine_overlap)

@@ -109,6 +109,30 @@ def test_contrastive_experiment_end_to_end(data_dir, tmp_path, presets):
         assert (tmp_path / "images" / "slots_attention.png").exists()
 
 
+def test_coco_with_masks_finer_than_the_images_trains_and_evaluates(tmp_path):
+    from tests.conftest import tiny_config
+    from tests.data.test_coco import _square, _write_split
+
+    manual = tmp_path / "manual"
+    objects = [
+        {"segmentation": _square(2, 2, 9, 9), "category_id": 1, "iscrowd": 0},
+        {"segmentation": _square(12, 6, 20, 14), "category_id": 18, "iscrowd": 0},
+    ]
+    _write_split(manual, "train2017", "a.png", objects, seed=0)
+    _write_split(manual, "val2017", "b.png", objects, seed=1)
+    config = tiny_config(str(tmp_path / "tfds"))
+    config.data.name = "coco"
+    config.data.coco.update(manual_dir=str(manual), mask_resolution=64)
+    config.evaluation.update(split="validation", num_classes=2, batch_size=1)
+    config.training.update(batch_size=1, num_steps=2, checkpoint_every=2)
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    results = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert results["num_images"] == 1
+    for key in ("decoder/fg_ari", "decoder/mbo", "decoder/mbo_c"):
+        assert np.isfinite(results[key]), key
+    assert (tmp_path / "run" / "images" / "slots_decoder.png").exists()
+
+
 @pytest.mark.parametrize("experiment", ["sa_ae", "slots"])
 def test_trains_on_clevr_with_masks_fixture_by_changing_data_only(data_dir, tmp_path, experiment):
     from tests.conftest import tiny_config, tiny_slots_config

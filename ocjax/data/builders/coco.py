@@ -13,7 +13,8 @@ by id. Masks are decoded without pycocotools: polygons are filled with PIL's Ima
 
 Each image is resized so its short side is `resolution` (PIL bilinear, antialiased) and
 centre-cropped to `resolution` x `resolution`; the instance-id map is resized with nearest
-neighbour and cropped alike. Instances are numbered 1.. by decreasing area (largest first);
+neighbour and cropped alike, to `mask_resolution` if given (DINOSAUR and SPOT evaluate
+224x224 inputs against masks at 320x320; predicted masks are upsampled to the masks). Instances are numbered 1.. by decreasing area (largest first);
 `objects.shape` is the index of the category in the file's categories sorted by id and the
 other attributes are -1. Pixels covered by more than one instance, and pixels of instances
 beyond the `max_objects` largest, are id 0 in `segmentation` and 1 in `ignore`
@@ -175,19 +176,31 @@ class CocoConfig(tfds.core.BuilderConfig):
     resolution: int = 128
     crowd: str = "drop"
     max_objects: int = 32
+    mask_resolution: int = 128
 
     @classmethod
-    def make(cls, resolution: int, crowd: str, max_objects: int) -> "CocoConfig":
+    def make(
+        cls, resolution: int, crowd: str, max_objects: int, mask_resolution: int | None = None
+    ) -> "CocoConfig":
         """Checks the options and names the config after every value."""
         if crowd not in CROWD_RULES:
             raise ValueError(f"data.options.crowd is {crowd!r}; use one of {CROWD_RULES}.")
-        if resolution < 1 or not 1 <= max_objects <= 254:
+        mask_resolution = mask_resolution or resolution
+        if resolution < 1 or mask_resolution < 1 or not 1 <= max_objects <= 254:
             raise ValueError(
-                f"COCO needs resolution >= 1 and 1 <= max_objects <= 254, got "
-                f"{resolution} and {max_objects}."
+                f"COCO needs resolution and mask_resolution >= 1 and 1 <= max_objects <= 254, "
+                f"got {resolution}, {mask_resolution} and {max_objects}."
             )
         name = f"res{resolution}_crowd-{crowd}_max{max_objects}"
-        return cls(name=name, resolution=resolution, crowd=crowd, max_objects=max_objects)
+        if mask_resolution != resolution:
+            name += f"_mask{mask_resolution}"
+        return cls(
+            name=name,
+            resolution=resolution,
+            crowd=crowd,
+            max_objects=max_objects,
+            mask_resolution=mask_resolution,
+        )
 
 
 class CocoInstances(tfds.core.GeneratorBasedBuilder):
@@ -202,20 +215,20 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [CocoConfig.make(128, "drop", 32)]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        res = self.builder_config.resolution
+        res, mask = self.builder_config.resolution, self.builder_config.mask_resolution
         return tfds.core.DatasetInfo(
             builder=self,
             description="COCO 2017 instance masks in the ocjax scene structure.",
             disable_shuffling=True,
             features=scene_features(
                 tfds.features.Image(shape=(res, res, 3)),
-                tfds.features.Image(shape=(res, res, 1)),
+                tfds.features.Image(shape=(mask, mask, 1)),
                 objects={
                     "num_pixels": int_vector(),
                     "category_id": int_vector(),
                     "is_crowd": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
                 },
-                ignore=tfds.features.Image(shape=(res, res, 1)),
+                ignore=tfds.features.Image(shape=(mask, mask, 1)),
             ),
         )
 
@@ -263,7 +276,8 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
                 f"again ({README_HINT})."
             ) from error
         ids, ignore, kept = instance_ids(masks, height, width, config.max_objects)
-        image, (ids, ignore) = resize_and_crop(image, [ids, ignore], config.resolution)
+        _, (ids, ignore) = resize_and_crop(image, [ids, ignore], config.mask_resolution)
+        image, _ = resize_and_crop(image, [], config.resolution)
         return {
             "image": image,
             "segmentation": ids[..., None],
@@ -315,9 +329,11 @@ def coco_sources(
     resolution: int = 128,
     max_objects: int = 32,
     crowd: str = "drop",
+    mask_resolution: int | None = None,
 ) -> dict[str, Any]:
-    """Converts COCO 2017 from `manual_dir` on first use, then opens train and validation."""
-    config = CocoConfig.make(resolution, crowd, max_objects)
+    """Converts COCO 2017 from `manual_dir` on first use, then opens train and validation
+    (masks at `mask_resolution`, default `resolution`)."""
+    config = CocoConfig.make(resolution, crowd, max_objects, mask_resolution)
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     for split in SPLIT_DIRS:
         path = annotation_path(manual_dir, split)
