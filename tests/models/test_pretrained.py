@@ -74,24 +74,22 @@ def _timm_tokens(model, images: np.ndarray, blocks: int | None, norm: bool) -> n
 
 @pytest.mark.slow
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
-@pytest.mark.parametrize("layout", ["pth", "safetensors"])
-def test_converted_weights_give_timms_patch_features(architecture, layout, tmp_path):
+def test_converted_weights_give_timms_patch_features(architecture, tmp_path):
     grid = 4
     model = _timm_model(architecture, grid)
-    path = str(tmp_path / f"weights.{layout}")
-    if layout == "pth":
-        torch.save(_official_layout(model, architecture), path)
-    else:
-        safetensors.torch.save_file(model.state_dict(), path)
     size = (grid * ARCHITECTURES[architecture].patch_size,) * 2
-    variables = checkpoints.load_pretrained(
-        path, architecture, size, cache_dir=str(tmp_path / "cache")
-    )
     images = np.random.default_rng(1).normal(size=(2, *size, 3)).astype(np.float32)
-    ours = DinoViT(architecture, image_size=size).apply(variables, images)
-    np.testing.assert_allclose(
-        np.asarray(ours.tokens), _timm_tokens(model, images, None, True), rtol=1e-5, atol=1e-5
-    )
+    reference = _timm_tokens(model, images, None, True)
+    apply = jax.jit(DinoViT(architecture, image_size=size).apply)  # One compilation.
+    # The official repositories' layout (torch.save) and timm's (.safetensors).
+    torch.save(_official_layout(model, architecture), tmp_path / "weights.pth")
+    safetensors.torch.save_file(model.state_dict(), tmp_path / "weights.safetensors")
+    for layout in ("pth", "safetensors"):
+        variables = checkpoints.load_pretrained(
+            str(tmp_path / f"weights.{layout}"), architecture, size, cache_dir=str(tmp_path)
+        )
+        ours = apply(variables, images).tokens
+        np.testing.assert_allclose(np.asarray(ours), reference, rtol=1e-5, atol=1e-5)
 
 
 def test_intermediate_block_features_skip_the_final_norm(tmp_path):
