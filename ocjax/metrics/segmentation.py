@@ -107,21 +107,22 @@ def _masks(ids_flat: jax.Array, num_ids: int, keep: jax.Array) -> jax.Array:
     return jnp.swapaxes(one_hot, 1, 2)
 
 
-def _ari_from_contingency(contingency: jax.Array) -> jax.Array:
-    """ARI `[batch]` from contingency tables `[batch, num_true, num_pred]`, as sklearn does.
+def ari_from_contingency(contingency: jax.Array) -> jax.Array:
+    """ARI `[...]` from contingency tables `[..., num_true, num_pred]`, as sklearn does.
 
     Ordered pixel pairs are counted as in `sklearn.metrics.cluster.pair_confusion_matrix`,
     each as a sum of non-negative terms, so "no pair splits differently" (sklearn's
     1.0 special case) is detected exactly even in float32.
     """
-    true_sizes = contingency.sum(axis=2, keepdims=True)
-    pred_sizes = contingency.sum(axis=1, keepdims=True)
-    num_pixels = contingency.sum(axis=(1, 2), keepdims=True)
-    same_both = jnp.sum(contingency * (contingency - 1), axis=(1, 2))
-    same_true_only = jnp.sum(contingency * (true_sizes - contingency), axis=(1, 2))
-    same_pred_only = jnp.sum(contingency * (pred_sizes - contingency), axis=(1, 2))
+    contingency = contingency.astype(jnp.float32)
+    true_sizes = contingency.sum(axis=-1, keepdims=True)
+    pred_sizes = contingency.sum(axis=-2, keepdims=True)
+    num_pixels = contingency.sum(axis=(-2, -1), keepdims=True)
+    same_both = jnp.sum(contingency * (contingency - 1), axis=(-2, -1))
+    same_true_only = jnp.sum(contingency * (true_sizes - contingency), axis=(-2, -1))
+    same_pred_only = jnp.sum(contingency * (pred_sizes - contingency), axis=(-2, -1))
     same_neither = jnp.sum(
-        contingency * (num_pixels - true_sizes - pred_sizes + contingency), axis=(1, 2)
+        contingency * (num_pixels - true_sizes - pred_sizes + contingency), axis=(-2, -1)
     )
     identical = (same_true_only == 0) & (same_pred_only == 0)
     numerator = 2.0 * (same_both * same_neither - same_true_only * same_pred_only)
@@ -146,14 +147,27 @@ def ari(
     identical partitions (e.g. fewer than 2 counted pixels). Flag images with
     `has_objects(true_ids, ignore_background, valid)`.
     """
+    table = contingency(true_ids, pred_ids, num_true, num_pred, ignore_background, valid)
+    return ari_from_contingency(table)
+
+
+def contingency(
+    true_ids: jax.Array,
+    pred_ids: jax.Array,
+    num_true: int,
+    num_pred: int,
+    ignore_background: bool = False,
+    valid: jax.Array | None = None,
+) -> jax.Array:
+    """Counts `[batch, num_true, num_pred]` of counted pixels per (true, predicted) id pair
+    from id maps `[batch, *pixels]` (valid, and not background if `ignore_background`)."""
     _check_num_ids("num_true", num_true)
     _check_num_ids("num_pred", num_pred)
     true_flat, pred_flat, valid_flat = _flat_inputs(true_ids, pred_ids, valid)
     counted = _counted_pixels(true_flat, valid_flat, ignore_background)
     true_masks = _masks(true_flat, num_true, counted)
     pred_masks = _masks(pred_flat, num_pred, counted)
-    contingency = jnp.einsum("btn,bpn->btp", true_masks, pred_masks)
-    return _ari_from_contingency(contingency)
+    return jnp.einsum("btn,bpn->btp", true_masks, pred_masks)
 
 
 def fg_ari(
