@@ -1,0 +1,95 @@
+"""The four losses of unsupervised part discovery (Choudhury et al., NeurIPS 2021).
+
+Masks `M [b, k, h, w]` are the segmenter's soft part masks (softmax over the k parts) on
+the foreground; `fg [b, h, w]` (1 on the object, 0 elsewhere) restricts every loss to the
+object's pixels, as the paper trains on foreground pixels only. Each loss is averaged over
+images and counted pixels so that its weight in the config does not depend on the image
+size.
+
+* `feature_loss` (L_f): a part's pixels have the features of its descriptor
+  `z_k = sum_u M_ku phi_u / sum_u M_ku` (phi: a frozen extractor's features).
+* `contrastive_loss` (L_c): descriptors of the same part in an image and its transformed
+  view attract; descriptors of other parts of other images repel (InfoNCE, temperature).
+* `visual_consistency_loss` (L_v): a part's pixels have its mean colour.
+* `equivariance_loss` (L_e): KL both ways, per pixel, between the masks of a transformed
+  image and the transformed masks of the image.
+"""
+
+import jax
+import jax.numpy as jnp
+
+EPS = 1e-8
+
+
+def _weights(masks: jax.Array, fg: jax.Array | None) -> jax.Array:
+    """`masks [b, k, h, w]` restricted to the foreground."""
+    return masks if fg is None else masks * fg[:, None].astype(masks.dtype)
+
+
+def _count(masks: jax.Array, fg: jax.Array | None) -> jax.Array:
+    """Counted pixels (foreground, or all) summed over the batch, at least 1."""
+    n = masks.shape[2] * masks.shape[3] * masks.shape[0] if fg is None else jnp.sum(fg)
+    return jnp.maximum(n, 1.0)
+
+
+def part_descriptors(
+    masks: jax.Array, features: jax.Array, fg: jax.Array | None = None
+) -> jax.Array:
+    """Mask-weighted mean features `z [b, k, c]` of features `[b, h, w, c]`."""
+    w = _weights(masks, fg)
+    total = jnp.einsum("bkhw,bhwc->bkc", w, features)
+    return total / (jnp.sum(w, axis=(2, 3))[..., None] + EPS)
+
+
+def _within_part_spread(masks: jax.Array, values: jax.Array, fg: jax.Array | None) -> jax.Array:
+    """Mean over counted pixels of `sum_k M_ku ||mean_k - v_u||^2` for values `[b, h, w, c]`."""
+    w = _weights(masks, fg)
+    means = part_descriptors(masks, values, fg)  # [b, k, c]
+    diff = values[:, None] - means[:, :, None, None, :]  # [b, k, h, w, c]
+    return jnp.sum(w * jnp.sum(diff**2, axis=-1)) / _count(masks, fg)
+
+
+def feature_loss(masks: jax.Array, features: jax.Array, fg: jax.Array | None = None) -> jax.Array:
+    """L_f: spread of the frozen features `[b, h, w, c]` around their part descriptors."""
+    return _within_part_spread(masks, features, fg)
+
+
+def visual_consistency_loss(
+    masks: jax.Array, images: jax.Array, fg: jax.Array | None = None
+) -> jax.Array:
+    """L_v: spread of the pixel colours `[b, h, w, 3]` around their part's mean colour."""
+    return _within_part_spread(masks, images, fg)
+
+
+def contrastive_loss(z: jax.Array, z_view: jax.Array, temperature: float) -> jax.Array:
+    """L_c on unit-normalised descriptors `z`, `z_view` `[b, k, c]` (an image and its view).
+
+    For each image n and part k: positive `z_k^n . z'_k^n / tau`; negatives
+    `z_k^n . z_j^i / tau` for every other part j of every other image i. Mean of
+    `-log(exp(pos) / (exp(pos) + sum exp(neg)))` over n and k.
+    """
+    z = z / (jnp.linalg.norm(z, axis=-1, keepdims=True) + EPS)
+    z_view = z_view / (jnp.linalg.norm(z_view, axis=-1, keepdims=True) + EPS)
+    b, k, _ = z.shape
+    positive = jnp.sum(z * z_view, axis=-1) / temperature  # [b, k]
+    logits = jnp.einsum("nkc,ijc->nkij", z, z) / temperature  # [b, k, b, k]
+    other = (1 - jnp.eye(b))[:, None, :, None] * (1 - jnp.eye(k))[None, :, None, :]
+    masked = jnp.where(other > 0, logits, -jnp.inf).reshape(b, k, b * k)
+    all_logits = jnp.concatenate([positive[..., None], masked], axis=-1)
+    return jnp.mean(jax.nn.logsumexp(all_logits, axis=-1) - positive)
+
+
+def equivariance_loss(
+    masks_of_transformed: jax.Array,
+    transformed_masks: jax.Array,
+    valid: jax.Array | None = None,
+) -> jax.Array:
+    """L_e: `KL(T(f(I)) || f(T(I))) + KL(f(T(I)) || T(f(I)))` per pixel over the parts,
+    averaged over the pixels where `valid [b, h, w]` (e.g. inside the rotated frame)."""
+    p = jnp.clip(transformed_masks, EPS, 1.0)
+    q = jnp.clip(masks_of_transformed, EPS, 1.0)
+    both = jnp.sum((p - q) * (jnp.log(p) - jnp.log(q)), axis=1)  # KL(p||q) + KL(q||p).
+    if valid is None:
+        return jnp.mean(both)
+    valid = valid.astype(both.dtype)
+    return jnp.sum(both * valid) / jnp.maximum(jnp.sum(valid), 1.0)
