@@ -2,16 +2,18 @@
 
 import inspect
 import os
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import ml_collections
 
 from ocjax.data.builders import clevr, coco, coco_panoptic, multi_object
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
+from ocjax.data.builders.parts_like import PartsLike, PartsLikeConfig
 from ocjax.data.builders.shapes import Shapes, ShapesConfig
 from ocjax.data.builders.sprites_like import SpritesLike, SpritesLikeConfig
 from ocjax.data.builders.tetrominoes_like import TetrominoesLike, TetrominoesLikeConfig
-from ocjax.data.generators import clevr_like, tetrominoes
+from ocjax.data.generators import clevr_like, figures, tetrominoes
 
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
@@ -110,6 +112,30 @@ def tetrominoes_like_sources(
     )
 
 
+def parts_like_sources(
+    data_dir: str,
+    *,
+    resolution: int,
+    max_objects: int,
+    num_train: int = 20_000,
+    num_validation: int = 1_000,
+    num_test: int = 1_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Renders the embedded part figures (one six-part figure per image) on first use."""
+    if max_objects < len(figures.PARTS):
+        raise ValueError(
+            f"Part figures have {len(figures.PARTS)} parts but data.max_objects is "
+            f"{max_objects}; set it to at least {len(figures.PARTS)}."
+        )
+    config = PartsLikeConfig.make(resolution, num_train, num_validation, num_test, seed)
+    return _prepare(
+        lambda: PartsLike(config=config, data_dir=data_dir, file_format="array_record"),
+        "embedded part figures",
+        os.path.join(data_dir, "parts_like", config.name),
+    )
+
+
 def multi_dsprites_like_sources(
     data_dir: str,
     *,
@@ -181,6 +207,7 @@ DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "clevr": clevr.clevr_sources,
     "shapes": shapes_sources,
     "tetrominoes_like": tetrominoes_like_sources,
+    "parts_like": parts_like_sources,
     "multi_dsprites_like": multi_dsprites_like_sources,
 }
 # Set by the config's `data` section itself rather than per dataset.
