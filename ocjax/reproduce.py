@@ -196,6 +196,18 @@ PROTOCOLS: dict[str, Protocol] = {
         extra_metrics=(("decoder/fg_ari", "FG-ARI"),),
         orderings=(Ordering("decoder/mbo", "mBO", ">", "spot_teacher_clevr"),),
     ),
+    # Part discovery on the embedded figures, phi the flagship's frozen ViT.
+    "parts_figures": Protocol(
+        system="Part discovery (Choudhury et al.)",
+        data="embedded part figures 64×64, K = 4 (6 labelled parts)",
+        config="configs/parts.py:cpu",
+        metric="parts/fg_ari",
+        metric_label="FG-ARI",
+        paper="DeepFashion FG-NMI / FG-ARI (K = 4)",
+        target=None,
+        picture="slots_parts",
+        extra_metrics=(("parts/fg_nmi", "FG-NMI"), ("parts/nmi", "NMI"), ("parts/ari", "ARI")),
+    ),
     "flagship_global_only": Protocol(
         system="Global only (SimCLR, CLS token)",
         data="embedded CLEVR-like 64×64, 3–10 objects",

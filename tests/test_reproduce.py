@@ -188,7 +188,9 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
         images,
     )
     kind = protocol.metric.split("/")[0]
-    if "features" in outputs:  # Feature reconstruction (DINOSAUR): masks over the patches.
+    if kind == "parts":
+        assert outputs["masks"].shape == (2, config.model.num_parts + 1, res, res)
+    elif "features" in outputs:  # Feature reconstruction (DINOSAUR): masks over the patches.
         assert outputs["reconstruction"].shape == outputs["features"].shape
         assert outputs["masks"].shape[:2] == (2, config.model.num_slots)
     elif kind in ("decoder", "readout"):

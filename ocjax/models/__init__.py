@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from ocjax.models.autoencoder import SlotAttentionAutoEncoder
 from ocjax.models.complex import ComplexAutoEncoder
 from ocjax.models.dinosaur import Dinosaur, as_options, resolve_teacher
+from ocjax.models.parts import PartDiscovery
 from ocjax.models.object_contrastive import ObjectContrastiveModel
 from ocjax.models.rotating import RotatingAutoEncoder, check_inputs
 
@@ -17,6 +18,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "complex_autoencoder": ComplexAutoEncoder,
     "rotating_autoencoder": RotatingAutoEncoder,
     "dinosaur": Dinosaur,
+    "part_discovery": PartDiscovery,
 }
 
 # Host-side checks of input images `[b, h, w, c]` that traced model calls cannot make.

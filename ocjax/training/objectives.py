@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from ocjax import losses
 from ocjax.losses import contrastive, distillation
+from ocjax.losses import parts as part_losses
 from ocjax.models import readout as readout_lib
 
 Outputs = dict[str, jax.Array]
@@ -47,6 +48,7 @@ class Objective:
     features: Callable[[Outputs], jax.Array] | None = None
     otsu_masks: tuple[str, ...] = ()
     readout: Readout | None = None
+    eval_inputs: Callable[[Batch], jax.Array] | None = None  # Default: `batch["image"]`.
 
 
 def attention_masks(attention: jax.Array, image_size: tuple[int, int]) -> jax.Array:
@@ -130,6 +132,80 @@ def feature_reconstruction(distillation_weight: float = 0.0) -> Objective:
             "attention": patch_masks(out["attention"], size),
         },
         features=lambda out: out["slots"],
+    )
+
+
+def _part_inputs(batch: Batch) -> jax.Array:
+    """Image and foreground mask as one `[b, h, w, 4]` input (part discovery)."""
+    if "foreground" not in batch:
+        raise ValueError(
+            "objective 'part_discovery' needs a dataset with a foreground mask (e.g. "
+            "data.name = 'parts_like'); this one has none."
+        )
+    fg = batch["foreground"].astype(batch["image"].dtype)[..., None]
+    return jnp.concatenate([batch["image"], fg], axis=-1)
+
+
+def _part_loss(
+    outputs: Outputs,
+    batch: Batch,
+    *,
+    feature_weight: float,
+    contrastive_weight: float,
+    visual_weight: float,
+    equivariance_weight: float,
+    temperature: float,
+) -> tuple[jax.Array, dict]:
+    """`λf L_f + λc L_c + λv L_v + λe L_e` on the foreground (`ocjax.losses.parts`)."""
+    parts, fg = outputs["parts"], outputs["foreground"]
+    images = batch["image"]
+    z = part_losses.part_descriptors(parts, outputs["features"], fg)
+    z_view = part_losses.part_descriptors(
+        outputs["view_parts"], outputs["view_features"], outputs["view_foreground"]
+    )
+    terms = {
+        "feature": part_losses.feature_loss(parts, outputs["features"], fg),
+        "contrastive": part_losses.contrastive_loss(z, z_view, temperature),
+        "visual": part_losses.visual_consistency_loss(parts, images, fg),
+        "equivariance": part_losses.equivariance_loss(
+            outputs["view_parts"], outputs["warped_parts"], outputs["view_valid"]
+        ),
+    }
+    weights = {
+        "feature": feature_weight,
+        "contrastive": contrastive_weight,
+        "visual": visual_weight,
+        "equivariance": equivariance_weight,
+    }
+    total = sum(weights[k] * v for k, v in terms.items())
+    return total, terms
+
+
+def part_discovery(
+    feature_weight: float = 5.0,
+    contrastive_weight: float = 2.3e3,
+    visual_weight: float = 30.0,
+    equivariance_weight: float = 5.7e3,
+    temperature: float = 0.07,
+) -> Objective:
+    """Choudhury et al. (2021): the four weighted losses; masks `parts` (background + K)."""
+    weights = (feature_weight, contrastive_weight, visual_weight, equivariance_weight)
+    if min(weights) < 0 or not any(weights):
+        raise ValueError("objective loss weights must be >= 0 and not all 0.")
+    if temperature <= 0:
+        raise ValueError(f"objective.temperature must be > 0, got {temperature}.")
+    return Objective(
+        train_inputs=_part_inputs,
+        eval_inputs=_part_inputs,
+        loss=functools.partial(
+            _part_loss,
+            feature_weight=feature_weight,
+            contrastive_weight=contrastive_weight,
+            visual_weight=visual_weight,
+            equivariance_weight=equivariance_weight,
+            temperature=temperature,
+        ),
+        masks=lambda out, size: {"parts": resize_masks(out["masks"], size)},
     )
 
 
@@ -258,6 +334,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "contrastive": contrastive_objective,
     "synchrony": synchrony,
     "feature_reconstruction": feature_reconstruction,
+    "part_discovery": part_discovery,
 }
 
 

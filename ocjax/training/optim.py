@@ -52,7 +52,7 @@ def make_optimizer(
     grad_clip_norm: float | None = None,
     frozen: tuple[str, ...] = (),
 ) -> optax.GradientTransformation:
-    """Adam or AdamW on `schedule`, after optional global-norm gradient clipping.
+    """Adam, AdamW or SGD on `schedule`, after optional global-norm gradient clipping.
 
     Top-level parameter subtrees named in `frozen` (e.g. a pretrained backbone) get no
     update, no weight decay and no optimiser state.
@@ -73,15 +73,20 @@ def make_optimizer(
 def _optimizer(
     name: str, schedule: optax.Schedule, weight_decay: float, grad_clip_norm: float | None
 ) -> optax.GradientTransformation:
-    """Adam or AdamW on `schedule`, after optional global-norm gradient clipping."""
-    if name == "adam":
+    """Adam, AdamW or SGD (momentum 0.9, L2 weight decay added to the gradient, as
+    DeepLab-style training) on `schedule`, after optional global-norm gradient clipping."""
+    if name == "sgd":
+        optimizer = optax.chain(
+            optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=0.9)
+        )
+    elif name == "adam":
         if weight_decay:
             raise ValueError("optimizer.weight_decay needs optimizer.name = 'adamw'.")
         optimizer = optax.adam(schedule)
     elif name == "adamw":
         optimizer = optax.adamw(schedule, weight_decay=weight_decay)
     else:
-        raise ValueError(f"Unknown optimizer.name {name!r}; use adam or adamw.")
+        raise ValueError(f"Unknown optimizer.name {name!r}; use adam, adamw or sgd.")
     if grad_clip_norm:
         return optax.chain(optax.clip_by_global_norm(grad_clip_norm), optimizer)
     return optimizer

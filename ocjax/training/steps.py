@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from ocjax import metrics as seg
-from ocjax.metrics import otsu
+from ocjax.metrics import otsu, parts
 from ocjax.training.objectives import Objective, finite
 from ocjax.training.state import TrainState
 
@@ -77,13 +77,14 @@ def eval_step(
     With `num_classes` (the object classes of the dataset in `shape`, e.g. COCO's 80
     categories), `mbo_c` is the mBO over semantic masks built from the instances' classes.
 
-    For each kind of predicted mask: FG-ARI, ARI, mBO and Hungarian mIoU of the argmax
+    For each kind of predicted mask: FG-ARI, ARI, mBO, Hungarian mIoU, NMI and FG-NMI of the argmax
     segmentation, plus Otsu-IoU/Dice for the kinds the objective names, over the pixels
     whose `pixel_valid` is True (overlaps and ignored regions excluded). Padded rows and
     images without foreground get weight 0. `readout` holds the objective's read-out points
     `[b, h, w, f]` for host-side clustering (None without a read-out).
     """
-    outputs = model.apply(variables, batch["image"], train=False, rngs={"slots": rng})
+    inputs = objective.eval_inputs(batch) if objective.eval_inputs else batch["image"]
+    outputs = model.apply(variables, inputs, train=False, rngs={"slots": rng})
     true_ids, valid, pixels = batch["segmentation"], batch["valid"], batch["pixel_valid"]
     has_fg = seg.has_foreground(true_ids, valid=pixels) & valid
     per_image, weights = {}, {}
@@ -95,6 +96,8 @@ def eval_step(
             "ari": seg.ari(true_ids, pred_ids, num_true, num_pred, valid=pixels),
             "mbo": seg.mbo(true_ids, pred_ids, num_true, num_pred, valid=pixels),
             "miou": seg.miou(true_ids, pred_ids, num_true, num_pred, valid=pixels),
+            "nmi": parts.nmi(true_ids, pred_ids, num_true, num_pred, valid=pixels),
+            "fg_nmi": parts.nmi(true_ids, pred_ids, num_true, num_pred, True, pixels),
         }
         if num_classes is not None:
             semantic = seg.class_ids(true_ids, batch["shape"], batch["present"])
@@ -104,7 +107,7 @@ def eval_step(
             scores["otsu_dice"] = otsu.otsu_dice(m, true_ids, num_true, valid=pixels)
         for metric, values in scores.items():
             per_image[f"{name}/{metric}"] = values
-            weights[f"{name}/{metric}"] = valid if metric == "ari" else has_fg
+            weights[f"{name}/{metric}"] = valid if metric in ("ari", "nmi") else has_fg
     features = objective.features(outputs) if objective.features else None
     readout = objective.readout.points(outputs) if objective.readout else None
     attributes = {k: batch[k] for k in ("size", "color", "material", "shape", "present", "valid")}

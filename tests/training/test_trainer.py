@@ -36,7 +36,15 @@ def test_training_lowers_loss_and_writes_outputs(config, tmp_path, monkeypatch):
     assert losses[40] < 0.7 * losses[10], losses
     results = json.loads((tmp_path / "eval.json").read_text())
     assert results["num_images"] == config.data.clevr_like.num_test
-    for key in ("decoder/fg_ari", "decoder/ari", "decoder/mbo", "decoder/miou", "attention/fg_ari"):
+    for key in (
+        "decoder/fg_ari",
+        "decoder/ari",
+        "decoder/mbo",
+        "decoder/miou",
+        "decoder/nmi",
+        "decoder/fg_nmi",
+        "attention/fg_ari",
+    ):
         assert -1.0 <= results[key] <= 1.0
     assert (tmp_path / "images" / "slots_decoder.png").exists()
     assert any(name.startswith("events") for name in os.listdir(tmp_path / "tensorboard"))
@@ -274,3 +282,30 @@ def test_dinosaur_and_spot_train_on_a_frozen_flagship_vit(data_dir, tmp_path):
     _assert_same_tree(vit, state.params["backbone"]["vit"])
     results = json.loads((tmp_path / "student" / "eval.json").read_text())
     assert 0 <= results["decoder/mbo"] <= 1 and 0 <= results["attention/mbo"] <= 1
+
+
+@pytest.mark.slow
+def test_part_discovery_trains_on_the_embedded_figures(data_dir, tmp_path):
+    from configs import parts
+    from tests.conftest import tiny_slots_config
+
+    flagship = tmp_path / "flagship"
+    trainer.train_and_evaluate(tiny_slots_config(data_dir), str(flagship))
+    config = parts.get_config("quick")
+    config.data.data_dir = data_dir
+    config.data.resolution = 32
+    config.data.parts_like.update(num_train=32, num_validation=8, num_test=8)
+    config.model.backbone.workdir = str(flagship)
+    config.model.update(channels=[8, 8], kernel_size=3)
+    config.training.update(num_steps=20, log_every=5, batch_size=8, checkpoint_every=20)
+    config.evaluation.update(every_steps=20, heldout_examples=8, batch_size=8)
+    state = trainer.train_and_evaluate(config, str(tmp_path / "parts"))
+    with open(tmp_path / "parts" / "metrics.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    for term in ("feature", "contrastive", "visual", "equivariance"):
+        assert any(f"loss/{term}" in r for r in records), term
+    results = json.loads((tmp_path / "parts" / "eval.json").read_text())
+    assert -1 <= results["parts/fg_ari"] <= 1 and 0 <= results["parts/mbo"] <= 1
+    _assert_same_tree(_saved_params(flagship, "backbone"), state.params["backbone"]["vit"])

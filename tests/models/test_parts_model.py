@@ -1,0 +1,42 @@
+"""The part segmenter's outputs and its bad-input messages."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ocjax.models import build_model
+from ocjax.training.objectives import build_objective
+
+BACKBONE = {"kind": "dino_vit", "architecture": "dino_vits8", "feature_block": 0}
+
+
+def _init(**fields):
+    model = build_model("part_discovery", backbone=BACKBONE, channels=[8], kernel_size=3, **fields)
+    x = jnp.zeros((2, 32, 32, 4))
+    return model, model.init({"params": jax.random.key(0), "slots": jax.random.key(1)}, x)
+
+
+def test_masks_are_the_background_and_parts_that_sum_to_one_on_the_foreground():
+    model, variables = _init(num_parts=3)
+    rng = np.random.default_rng(0)
+    fg = (rng.random((2, 32, 32)) < 0.6).astype(np.float32)
+    x = jnp.asarray(np.concatenate([rng.random((2, 32, 32, 3)), fg[..., None]], -1), jnp.float32)
+    out = model.apply(variables, x, train=True, rngs={"slots": jax.random.key(3)})
+    np.testing.assert_allclose(np.asarray(out["masks"]).sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["masks"])[:, 0], 1.0 - fg, atol=1e-6)
+    assert np.abs(np.asarray(out["parts"]) * (1 - fg[:, None])).max() == 0
+    assert out["view_parts"].shape == out["warped_parts"].shape == (2, 3, 32, 32)
+    assert out["features"].shape[:3] == (2, 32, 32)
+
+
+def test_bad_inputs_are_named_at_start():
+    with pytest.raises(ValueError, match="at least 2 parts"):
+        _init(num_parts=1)
+    with pytest.raises(ValueError, match=r"max_rotation is 75"):
+        _init(max_rotation=75.0)
+    with pytest.raises(ValueError, match=r"jitter is 0.5"):
+        _init(jitter=0.5)
+    objective = build_objective("part_discovery")
+    with pytest.raises(ValueError, match="needs a dataset with a foreground mask"):
+        objective.train_inputs({"image": jnp.zeros((1, 8, 8, 3))})
