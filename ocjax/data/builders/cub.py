@@ -18,8 +18,8 @@ label k (1..15) at the pixel of keypoint k and 0 elsewhere, and `pixel_valid` is
 at visible keypoints; the metrics then score exactly those pixels. Objects are the 15
 keypoints (`shape` = part index 0..14, `visible`, `position` x, y in [0, 1]).
 
-Splits: `test` is the official test split; `validation` every 20th official training image (the first,
-21st, ...); `train` the other training images.
+Splits: `test` is the official test split; `validation` every 20th official training
+image (the first, 21st, ...); `train` the other training images.
 """
 
 import dataclasses
