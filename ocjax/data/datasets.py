@@ -7,7 +7,7 @@ from typing import Any
 
 import ml_collections
 
-from ocjax.data.builders import clevr, coco, coco_panoptic, cub, multi_object
+from ocjax.data.builders import clevr, coco, coco_panoptic, cub, deepfashion, multi_object
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
 from ocjax.data.builders.parts_like import PartsLike, PartsLikeConfig
 from ocjax.data.builders.shapes import Shapes, ShapesConfig
@@ -209,6 +209,7 @@ DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "tetrominoes_like": tetrominoes_like_sources,
     "parts_like": parts_like_sources,
     "cub": cub.cub_sources,
+    "deepfashion": deepfashion.deepfashion_sources,
     "multi_dsprites_like": multi_dsprites_like_sources,
 }
 # Set by the config's `data` section itself rather than per dataset.
