@@ -101,7 +101,7 @@ def decode_labels(rgb: np.ndarray, path: str) -> np.ndarray:
     if not known.all():
         bad = rgb[~known][0]
         raise dataset_error(
-            f"{path} has the colour {tuple(bad)}, which codes no DeepFashion label."
+            f"{path} has the colour {tuple(int(v) for v in bad)}, which codes no DeepFashion label."
         )
     return order[position].astype(np.uint8)
 
