@@ -66,3 +66,18 @@ def test_ranges_beyond_the_papers_are_refused():
     params = eq.random_transform(jax.random.key(0), 64, eq.TransformRanges())
     assert np.abs(np.rad2deg(np.asarray(params["angle"]))).max() <= 60
     assert np.abs(np.asarray(params["shift_x"])).max() <= 0.1
+
+
+def test_known_answers_a_quarter_turn_and_an_integer_shift():
+    masks = jax.nn.softmax(jax.random.normal(jax.random.key(1), (1, 9, 9, 3)), axis=-1)
+    turned, valid = eq.warp(masks, _params(90.0))
+    # +90 degrees turns the frame counter-clockwise on screen, as np.rot90.
+    np.testing.assert_allclose(np.asarray(turned)[0], np.rot90(np.asarray(masks)[0]), atol=1e-5)
+    assert np.asarray(valid).all()
+    shifted, valid = eq.warp(masks, _params(0.0, 2 / 9, -3 / 9))  # 2 rows down, 3 columns left.
+    expected = np.zeros((9, 9, 3), np.float32)
+    expected[2:, :6] = np.asarray(masks)[0, :7, 3:]
+    np.testing.assert_allclose(np.asarray(shifted)[0], expected, atol=1e-5)
+    inside = np.zeros((9, 9), bool)
+    inside[2:, :6] = True
+    np.testing.assert_array_equal(np.asarray(valid)[0], inside)

@@ -52,3 +52,10 @@ def test_special_cases_follow_sklearn():
     assert float(parts.nmi(one, split, 2, 2)[0]) == normalized_mutual_info_score(
         one.ravel(), split.ravel()
     )
+
+
+def test_empty_foreground_follows_sklearn():
+    background = np.zeros((1, 4, 4), int)
+    pred = np.arange(16).reshape(1, 4, 4) % 3
+    got = parts.nmi(background, pred, 2, 3, True)  # No foreground pixel is counted.
+    assert float(got[0]) == normalized_mutual_info_score([], [])
