@@ -9,7 +9,8 @@ lambda_e 5.7e3 (PASCAL-Part: 5.7e4); the equivariance transform jitters brightne
 contrast, saturation and hue by up to 30 %, rotates by up to 60 degrees and translates by
 up to 10 %. SGD, learning rate 1e-5, weight decay 5e-4, batch 6. Metrics: NMI and ARI
 between predicted parts and the ground-truth part labels, and their foreground-only
-versions.
+versions, next to the paper's baseline: per-image k-means of phi's features on the
+object's pixels into K clusters (`readout/...` in eval.json).
 
 The data default to the embedded part figures (`parts_like`, offline); phi defaults to a
 DINO ViT-S/8 read from `weights/dino_deitsmall8_pretrain.pth` (README, "Real-world object
@@ -74,6 +75,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
             "visual_weight": 30.0,
             "equivariance_weight": 5.7e3,
             "temperature": 0.07,
+            # Evaluation also scores k-means of phi's features on the object (K clusters).
+            "baseline_clusters": 4,
         }
     )
 

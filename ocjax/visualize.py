@@ -55,26 +55,22 @@ def orientation_rgb(points: np.ndarray) -> np.ndarray:
 
 def readout_panel(
     images: np.ndarray,
-    reconstructions: np.ndarray,
+    reconstructions: np.ndarray | None,
     points: np.ndarray,
     clusters: np.ndarray,
     true_ids: np.ndarray,
     num_colors: int,
 ) -> np.ndarray:
-    """One row per example: input, reconstruction, GT, orientation read-out, cluster ids.
+    """One row per example: input, reconstruction (if any), GT, read-out, cluster ids.
 
     `images`, `reconstructions`: uint8 `[b, h, w, c]`; `points`: read-out `[b, h, w, f]`;
     `clusters`, `true_ids`: int `[b, h, w]`.
     """
     colors = orientation_rgb(points)
     rows = [
-        [
-            to_rgb(images[b]),
-            to_rgb(reconstructions[b]),
-            colorize(true_ids[b], num_colors),
-            colors[b],
-            colorize(clusters[b], num_colors),
-        ]
+        [to_rgb(images[b])]
+        + ([to_rgb(reconstructions[b])] if reconstructions is not None else [])
+        + [colorize(true_ids[b], num_colors), colors[b], colorize(clusters[b], num_colors)]
         for b in range(images.shape[0])
     ]
     return grid(rows)

@@ -237,6 +237,12 @@ def test_judge_checks_the_target_and_each_ordering(tmp_path):
     assert reproduce.judge(dataclasses.replace(below, target=0.71), mine, str(tmp_path))[0] == "no"
     report_only = dataclasses.replace(protocol, target=None, orderings=())
     assert reproduce.judge(report_only, mine, str(tmp_path))[0] == "–"
+    beats = dataclasses.replace(report_only, beats=(("m", "base", "M"),))
+    above = [{"m": 0.6, "base": 0.2}, {"m": 0.8, "base": 0.9}]  # Means 0.7 > 0.55.
+    assert reproduce.judge(beats, above, str(tmp_path))[0] == "yes"
+    below = [{"m": 0.6, "base": 0.9}, {"m": 0.8, "base": 0.9}]
+    verdict, checks = reproduce.judge(beats, below, str(tmp_path))
+    assert verdict == "no" and "0.700 > baseline 0.900" in checks[0]
     with pytest.raises(ValueError, match="'>' or '<'"):
         reproduce.Ordering("m", "M", ">=", "other")
 

@@ -20,6 +20,7 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from ocjax.metrics import ari, mbo
+from ocjax.metrics.parts import nmi
 
 NORM_EPS = 1e-8
 
@@ -149,7 +150,8 @@ def cluster_scores(
 
     K is `num_clusters`, or `num_objects [b] + 1` per image when None; only `pixel_valid
     [b, h, w]` pixels are clustered and scored. Scores: `ari_bg` (ARI over objects of
-    `true_ids [b, h, w]`) and `mbo` (per object its best IoU over clusters, averaged). Weights
+    `true_ids [b, h, w]`), `fg_nmi` (NMI over the same pixels) and `mbo` (per object its
+    best IoU over clusters, averaged). Weights
     are 1 for images with at least one object; other images get ids and scores 0.
     """
     points, true_ids = np.asarray(points), np.asarray(true_ids)
@@ -167,5 +169,6 @@ def cluster_scores(
     scores = {
         "ari_bg": np.asarray(ari_bg(labels, ids, num_true, num_pred)),
         "mbo": np.asarray(mbo(true_ids, ids, num_true, num_pred, valid=pixel_valid)),
+        "fg_nmi": np.asarray(nmi(true_ids, ids, num_true, num_pred, True, pixel_valid)),
     }
     return ids, {k: np.where(weights, v, 0.0) for k, v in scores.items()}, weights

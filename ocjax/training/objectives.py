@@ -187,8 +187,14 @@ def part_discovery(
     visual_weight: float = 30.0,
     equivariance_weight: float = 5.7e3,
     temperature: float = 0.07,
+    baseline_clusters: int | None = None,
 ) -> Objective:
-    """Choudhury et al. (2021): the four weighted losses; masks `parts` (background + K)."""
+    """Choudhury et al. (2021): the four weighted losses; masks `parts` (background + K).
+
+    With `baseline_clusters` = K, evaluation also scores the paper's baseline, per-image
+    k-means of the frozen features on the object's pixels, as `readout/ari_bg` (FG-ARI),
+    `readout/fg_nmi` and `readout/mbo`.
+    """
     weights = (feature_weight, contrastive_weight, visual_weight, equivariance_weight)
     if min(weights) < 0 or not any(weights):
         raise ValueError("objective loss weights must be >= 0 and not all 0.")
@@ -206,6 +212,11 @@ def part_discovery(
             temperature=temperature,
         ),
         masks=lambda out, size: {"parts": resize_masks(out["masks"], size)},
+        readout=(
+            Readout(points=lambda out: out["features"], num_clusters=baseline_clusters)
+            if baseline_clusters
+            else None
+        ),
     )
 
 

@@ -383,7 +383,7 @@ def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.nd
     return panels
 
 
-_READOUT_TARGETS = ("segmentation", "pixel_valid", "present", "valid")
+_READOUT_TARGETS = ("segmentation", "pixel_valid", "present", "valid", "foreground")
 
 
 def _cluster(
@@ -391,10 +391,13 @@ def _cluster(
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Host step of the objective's read-out: k-means of points `[b, h, w, f]` per image."""
     settings = exp.objective.readout
+    valid = batch["pixel_valid"]
+    if "foreground" in batch:  # Part datasets: cluster the object's pixels only.
+        valid = valid & batch["foreground"]
     return readout.cluster_scores(
         points,
         batch["segmentation"],
-        batch["pixel_valid"],
+        valid,
         batch["present"].sum(axis=-1) * batch["valid"],
         exp.config.data.max_objects + 1,
         num_clusters=settings.num_clusters,
@@ -426,7 +429,9 @@ def compute_metrics(
         keep = host["attributes"].pop("valid")
         num_images += int(keep.sum())
         if host["readout"] is not None:
-            targets = parallel.to_host({k: global_batch[k] for k in _READOUT_TARGETS})
+            targets = parallel.to_host(
+                {k: global_batch[k] for k in _READOUT_TARGETS if k in global_batch}
+            )
             _, scores, w = _cluster(exp, host["readout"], targets)
             host["per_image"].update({f"readout/{k}": v for k, v in scores.items()})
             host["weights"].update({f"readout/{k}": w for k in scores})

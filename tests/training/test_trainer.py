@@ -308,4 +308,6 @@ def test_part_discovery_trains_on_the_embedded_figures(data_dir, tmp_path):
         assert any(f"loss/{term}" in r for r in records), term
     results = json.loads((tmp_path / "parts" / "eval.json").read_text())
     assert -1 <= results["parts/fg_ari"] <= 1 and 0 <= results["parts/mbo"] <= 1
+    # The k-means baseline on the frozen features, scored on the object's pixels.
+    assert -1 <= results["readout/ari_bg"] <= 1 and 0 <= results["readout/fg_nmi"] <= 1
     _assert_same_tree(_saved_params(flagship, "backbone"), state.params["backbone"]["vit"])
