@@ -37,18 +37,15 @@ import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
 from ocjax.data import augment
+from ocjax.data.builders import manual
 from ocjax.data.builders.features import int_vector, scene_features
 
-README_HINT = "see README section Datasets"
+README_HINT = manual.README_HINT
 SPLIT_DIRS = {"train": "train2017", "validation": "val2017"}
 CROWD_RULES = ("drop", "keep")
 
 
-def dataset_error(message: str) -> Exception:
-    """A `DatasetError` (imported late, since the registry imports this module)."""
-    from ocjax.data.datasets import DatasetError  # pylint: disable=import-outside-toplevel
-
-    return DatasetError(message)
+dataset_error = manual.dataset_error
 
 
 def annotation_path(manual_dir: str, split: str) -> str:
@@ -343,16 +340,4 @@ def coco_sources(
                 f"annotations_trainval2017.zip into {manual_dir} ({README_HINT})."
             )
     builder = CocoInstances(config=config, data_dir=data_dir, file_format="array_record")
-    cache = os.path.join(data_dir, "coco_instances", config.name)
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
-        return dict(builder.as_data_source())
-    except (ImportError, AttributeError, NameError, TypeError, RuntimeError):
-        raise  # Bugs, a broken install, or a DatasetError that already says what to fix.
-    except Exception as error:  # pylint: disable=broad-except
-        raise dataset_error(
-            f"The COCO cache {cache} could not be written or read "
-            f"({type(error).__name__}: {error}). Delete that directory and rerun."
-        ) from error
+    return manual.prepare(builder, manual_dir, "COCO", manual.cache_dir(data_dir, builder))

@@ -28,10 +28,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
-from ocjax.data.builders import coco
+from ocjax.data.builders import coco, manual
 from ocjax.data.builders.coco import README_HINT, SPLIT_DIRS
 
 
@@ -192,16 +191,4 @@ def coco_panoptic_sources(
                     f"{os.path.dirname(path)} ({README_HINT})."
                 )
     builder = CocoPanoptic(config=config, data_dir=data_dir, file_format="array_record")
-    cache = os.path.join(data_dir, "coco_panoptic", config.name)
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
-        return dict(builder.as_data_source())
-    except (ImportError, AttributeError, NameError, TypeError, RuntimeError):
-        raise  # Bugs, a broken install, or a DatasetError that already says what to fix.
-    except Exception as error:  # pylint: disable=broad-except
-        raise coco.dataset_error(
-            f"The COCO panoptic cache {cache} could not be written or read "
-            f"({type(error).__name__}: {error}). Delete that directory and rerun."
-        ) from error
+    return manual.prepare(builder, manual_dir, "COCO panoptic", manual.cache_dir(data_dir, builder))

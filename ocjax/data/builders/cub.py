@@ -22,7 +22,6 @@ Splits: `test` is the official test split; `validation` every 20th official trai
 image (the first, 21st, ...); `train` the other training images.
 """
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -32,18 +31,15 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from ocjax.data import augment
+from ocjax.data.builders import manual
 from ocjax.data.builders.features import planar_example, scene_features
 
 NUM_KEYPOINTS = 15
-README_HINT = "see README section Datasets"
+README_HINT = manual.README_HINT
 VALIDATION_EVERY = 20
 
 
-def dataset_error(message: str) -> Exception:
-    """A `DatasetError` (imported late, since the registry imports this module)."""
-    from ocjax.data.datasets import DatasetError  # pylint: disable=import-outside-toplevel
-
-    return DatasetError(message)
+dataset_error = manual.dataset_error
 
 
 def _table(path: str, columns: int) -> list[list[str]]:
@@ -134,20 +130,6 @@ def to_example(index: int, record: dict, image: np.ndarray, mask: np.ndarray, re
     return example
 
 
-@dataclasses.dataclass(eq=False)
-class CubConfig(tfds.core.BuilderConfig):
-    """Output resolution of one CUB conversion."""
-
-    resolution: int = 256
-
-    @classmethod
-    def make(cls, resolution: int) -> "CubConfig":
-        """The config for `resolution`, named after it."""
-        if resolution < 1:
-            raise ValueError(f"data.resolution must be >= 1, got {resolution}.")
-        return cls(name=f"res{resolution}", resolution=resolution)
-
-
 class Cub(tfds.core.GeneratorBasedBuilder):
     """CUB-200-2011 birds cropped to their boxes, with keypoints and foreground masks."""
 
@@ -157,7 +139,7 @@ class Cub(tfds.core.GeneratorBasedBuilder):
         "Unpack CUB_200_2011.tgz and segmentations.tgz (Caltech-UCSD Birds-200-2011) into "
         f"manual_dir; {README_HINT}."
     )
-    BUILDER_CONFIGS = [CubConfig.make(256)]
+    BUILDER_CONFIGS = [manual.ResolutionConfig.make(256)]
 
     def _info(self) -> tfds.core.DatasetInfo:
         res = self.builder_config.resolution
@@ -208,17 +190,9 @@ def cub_sources(
         )
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     read_index(manual_dir)  # Missing or malformed index files are named before any work.
-    builder = Cub(config=CubConfig.make(resolution), data_dir=data_dir, file_format="array_record")
-    cache = os.path.join(data_dir, "cub", f"res{resolution}")
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
-        return dict(builder.as_data_source())
-    except (ImportError, AttributeError, NameError, TypeError, RuntimeError):
-        raise  # Bugs, a broken install, or a DatasetError that already says what to fix.
-    except Exception as error:  # pylint: disable=broad-except
-        raise dataset_error(
-            f"The CUB cache {cache} could not be written or read "
-            f"({type(error).__name__}: {error}). Delete that directory and rerun."
-        ) from error
+    builder = Cub(
+        config=manual.ResolutionConfig.make(resolution),
+        data_dir=data_dir,
+        file_format="array_record",
+    )
+    return manual.prepare(builder, manual_dir, "CUB-200-2011", manual.cache_dir(data_dir, builder))

@@ -18,7 +18,6 @@ Splits: `test` = query + gallery (the paper's evaluation images); `validation` e
 training image (the first, 21st, ...); `train` the others.
 """
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from ocjax.data import augment
+from ocjax.data.builders import manual
 from ocjax.data.builders.features import planar_example, scene_features
 
 SUBDIR = os.path.join("DeepFashion", "In-shop Clothes Retrieval Benchmark", "Anno", "segmentation")
@@ -54,15 +54,11 @@ COLORS = np.array(
     np.int64,
 )
 NUM_CLASSES = len(COLORS) - 1
-README_HINT = "see README section Datasets"
+README_HINT = manual.README_HINT
 VALIDATION_EVERY = 20
 
 
-def dataset_error(message: str) -> Exception:
-    """A `DatasetError` (imported late, since the registry imports this module)."""
-    from ocjax.data.datasets import DatasetError  # pylint: disable=import-outside-toplevel
-
-    return DatasetError(message)
+dataset_error = manual.dataset_error
 
 
 def read_index(manual_dir: str) -> dict[str, list[str]]:
@@ -142,20 +138,6 @@ def to_example(index: int, image: np.ndarray, labels: np.ndarray, res: int) -> d
     return example
 
 
-@dataclasses.dataclass(eq=False)
-class DeepFashionConfig(tfds.core.BuilderConfig):
-    """Output resolution of one DeepFashion conversion."""
-
-    resolution: int = 256
-
-    @classmethod
-    def make(cls, resolution: int) -> "DeepFashionConfig":
-        """The config for `resolution`, named after it."""
-        if resolution < 1:
-            raise ValueError(f"data.resolution must be >= 1, got {resolution}.")
-        return cls(name=f"res{resolution}", resolution=resolution)
-
-
 class DeepFashion(tfds.core.GeneratorBasedBuilder):
     """DeepFashion In-shop images with clothing / body labels and foreground."""
 
@@ -165,7 +147,7 @@ class DeepFashion(tfds.core.GeneratorBasedBuilder):
         "Unpack the In-shop Clothes Retrieval Benchmark with its Anno/segmentation folder "
         f"into manual_dir; {README_HINT}."
     )
-    BUILDER_CONFIGS = [DeepFashionConfig.make(256)]
+    BUILDER_CONFIGS = [manual.ResolutionConfig.make(256)]
 
     def _info(self) -> tfds.core.DatasetInfo:
         res = self.builder_config.resolution
@@ -212,18 +194,8 @@ def deepfashion_sources(
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     read_index(manual_dir)
     builder = DeepFashion(
-        config=DeepFashionConfig.make(resolution), data_dir=data_dir, file_format="array_record"
+        config=manual.ResolutionConfig.make(resolution),
+        data_dir=data_dir,
+        file_format="array_record",
     )
-    cache = os.path.join(data_dir, "deep_fashion", f"res{resolution}")
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-        )
-        return dict(builder.as_data_source())
-    except (ImportError, AttributeError, NameError, TypeError, RuntimeError):
-        raise  # Bugs, a broken install, or a DatasetError that already says what to fix.
-    except Exception as error:  # pylint: disable=broad-except
-        raise dataset_error(
-            f"The DeepFashion cache {cache} could not be written or read "
-            f"({type(error).__name__}: {error}). Delete that directory and rerun."
-        ) from error
+    return manual.prepare(builder, manual_dir, "DeepFashion", manual.cache_dir(data_dir, builder))
