@@ -288,30 +288,18 @@ class SlotHead(nn.Module):
 HEAD_FIELDS = tuple(f for f in SlotHead.__dataclass_fields__ if f not in ("parent", "name"))
 
 
-class Dinosaur(nn.Module):
+class Dinosaur(SlotHead):
     """Frozen ViT features -> `SlotHead` (Slot Attention, feature decoder); see the module doc.
 
-    `backbone` is the resolved `model.backbone` (`ocjax.models.backbones.resolve`). With
-    `teacher` (SPOT's second stage, resolved by `resolve_teacher` from the teacher run's
-    workdir) a frozen copy of the teacher's head runs on the same features (in training
-    its decoder reads a random patch order, as the official second stage) and hands its
-    decoder masks on as `teacher_masks`.
+    The head's fields are `SlotHead`'s. `backbone` is the resolved `model.backbone`
+    (`ocjax.models.backbones.resolve`). With `teacher` (SPOT's second stage, resolved by
+    `resolve_teacher` from the teacher run's workdir) a frozen copy of the teacher's head
+    runs on the same features (in training its decoder reads a random patch order, as the
+    official second stage) and hands its decoder masks on as `teacher_masks`.
     """
 
-    backbone: Options
-    num_slots: int = 7
-    num_iterations: int = 3
-    slot_dim: int = 256
-    mlp_hidden_dim: int = 1024
-    decoder: str = "mlp"
-    decoder_hidden_dims: tuple[int, ...] = (2048, 2048, 2048)
-    decoder_layers: int = 4
-    decoder_heads: int = 4
-    decoder_dim: int = 256
-    decoder_positions: bool = True
-    orders: str = "standard"
+    backbone: Options = ()
     teacher: Options | None = None
-    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
@@ -325,6 +313,8 @@ class Dinosaur(nn.Module):
         `slots [b, k, d]`, plus `teacher_masks [b, k, n]` with a teacher; n is the
         backbone's patch count (a square grid).
         """
+        if not self.backbone:
+            raise ValueError("model.backbone is missing: DINOSAUR needs a frozen backbone.")
         head = {f: getattr(self, f) for f in HEAD_FIELDS if f != "dtype"}
         check_head(self.decoder, self.orders, self.num_slots)  # Before the backbone runs.
         vit = Backbone(self.backbone, dtype=self.dtype, name="backbone")(images)
@@ -341,7 +331,8 @@ class Dinosaur(nn.Module):
 def frozen_subtrees(model: nn.Module) -> tuple[str, ...]:
     """Top-level parameter names the optimiser must leave alone: a frozen backbone's and a
     SPOT teacher's."""
-    frozen = ("backbone",) if isinstance(getattr(model, "backbone", None), tuple) else ()
+    backbone = getattr(model, "backbone", None)
+    frozen = ("backbone",) if isinstance(backbone, tuple) and backbone else ()
     return frozen + (("teacher",) if getattr(model, "teacher", None) is not None else ())
 
 
