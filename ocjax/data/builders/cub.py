@@ -27,12 +27,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from ocjax.data import augment
 from ocjax.data.builders import manual
-from ocjax.data.builders.features import planar_example, scene_features
+from ocjax.data.builders.features import planar_example
 
 NUM_KEYPOINTS = 15
 README_HINT = manual.README_HINT
@@ -130,37 +129,15 @@ def to_example(index: int, record: dict, image: np.ndarray, mask: np.ndarray, re
     return example
 
 
-class Cub(tfds.core.GeneratorBasedBuilder):
+class Cub(manual.PartBuilder):
     """CUB-200-2011 birds cropped to their boxes, with keypoints and foreground masks."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Unpack CUB_200_2011.tgz and segmentations.tgz (Caltech-UCSD Birds-200-2011) into "
         f"manual_dir; {README_HINT}."
     )
-    BUILDER_CONFIGS = [manual.ResolutionConfig.make(256)]
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        res = self.builder_config.resolution
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="CUB-200-2011 with keypoint labels and foreground masks (ocjax).",
-            disable_shuffling=True,
-            features=scene_features(
-                tfds.features.Image(shape=(res, res, 3)),
-                tfds.features.Image(shape=(res, res, 1)),
-                foreground=tfds.features.Image(shape=(res, res, 1)),
-                pixel_valid=tfds.features.Tensor(shape=(res, res), dtype=np.bool_),
-            ),
-        )
-
-    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        manual_dir = str(dl_manager.manual_dir)
-        splits = read_index(manual_dir)
-        return {
-            name: self._generate_examples(manual_dir, records) for name, records in splits.items()
-        }
+    DESCRIPTION = "CUB-200-2011 with keypoint labels and foreground masks (ocjax)."
+    read_index = staticmethod(read_index)
 
     def _generate_examples(
         self, manual_dir: str, records: list[dict]

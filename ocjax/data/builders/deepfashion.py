@@ -24,12 +24,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from ocjax.data import augment
 from ocjax.data.builders import manual
-from ocjax.data.builders.features import planar_example, scene_features
+from ocjax.data.builders.features import planar_example
 
 SUBDIR = os.path.join("DeepFashion", "In-shop Clothes Retrieval Benchmark", "Anno", "segmentation")
 COLORS = np.array(
@@ -138,35 +137,15 @@ def to_example(index: int, image: np.ndarray, labels: np.ndarray, res: int) -> d
     return example
 
 
-class DeepFashion(tfds.core.GeneratorBasedBuilder):
+class DeepFashion(manual.PartBuilder):
     """DeepFashion In-shop images with clothing / body labels and foreground."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Unpack the In-shop Clothes Retrieval Benchmark with its Anno/segmentation folder "
         f"into manual_dir; {README_HINT}."
     )
-    BUILDER_CONFIGS = [manual.ResolutionConfig.make(256)]
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        res = self.builder_config.resolution
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="DeepFashion In-shop clothing segmentation (ocjax).",
-            disable_shuffling=True,
-            features=scene_features(
-                tfds.features.Image(shape=(res, res, 3)),
-                tfds.features.Image(shape=(res, res, 1)),
-                foreground=tfds.features.Image(shape=(res, res, 1)),
-                pixel_valid=tfds.features.Tensor(shape=(res, res), dtype=np.bool_),
-            ),
-        )
-
-    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        manual_dir = str(dl_manager.manual_dir)
-        splits = read_index(manual_dir)
-        return {name: self._generate_examples(manual_dir, files) for name, files in splits.items()}
+    DESCRIPTION = "DeepFashion In-shop clothing segmentation (ocjax)."
+    read_index = staticmethod(read_index)
 
     def _generate_examples(self, manual_dir: str, files: list[str]) -> Iterator[tuple[int, dict]]:
         root = os.path.join(manual_dir, SUBDIR)
