@@ -9,6 +9,7 @@ import ml_collections
 
 from ocjax.data.builders import clevr, coco, coco_panoptic, cub, deepfashion, multi_object
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
+from ocjax.data.builders.features import known_config
 from ocjax.data.builders.parts_like import PartsLike, PartsLikeConfig
 from ocjax.data.builders.shapes import Shapes, ShapesConfig
 from ocjax.data.builders.sprites_like import SpritesLike, SpritesLikeConfig
@@ -51,7 +52,9 @@ def clevr_like_sources(
         resolution, min_objects, max_objects, num_train, num_validation, num_test, seed
     )
     return _prepare(
-        lambda: ClevrLike(config=config, data_dir=data_dir, file_format="array_record"),
+        lambda: ClevrLike(
+            config=known_config(ClevrLike, config), data_dir=data_dir, file_format="array_record"
+        ),
         "CLEVR-like",
         os.path.join(data_dir, "clevr_like", config.name),
     )
@@ -77,7 +80,9 @@ def shapes_sources(
             f"{max_objects}; set data.max_objects to at least {num_objects}."
         )
     return _prepare(
-        lambda: Shapes(config=config, data_dir=data_dir, file_format="array_record"),
+        lambda: Shapes(
+            config=known_config(Shapes, config), data_dir=data_dir, file_format="array_record"
+        ),
         "Shapes",
         os.path.join(data_dir, "shapes", config.name),
     )
@@ -106,7 +111,11 @@ def tetrominoes_like_sources(
         )
     config = TetrominoesLikeConfig.make(num_train, num_validation, num_test, seed)
     return _prepare(
-        lambda: TetrominoesLike(config=config, data_dir=data_dir, file_format="array_record"),
+        lambda: TetrominoesLike(
+            config=known_config(TetrominoesLike, config),
+            data_dir=data_dir,
+            file_format="array_record",
+        ),
         "embedded Tetrominoes",
         os.path.join(data_dir, "tetrominoes_like", config.name),
     )
@@ -130,7 +139,9 @@ def parts_like_sources(
         )
     config = PartsLikeConfig.make(resolution, num_train, num_validation, num_test, seed)
     return _prepare(
-        lambda: PartsLike(config=config, data_dir=data_dir, file_format="array_record"),
+        lambda: PartsLike(
+            config=known_config(PartsLike, config), data_dir=data_dir, file_format="array_record"
+        ),
         "embedded part figures",
         os.path.join(data_dir, "parts_like", config.name),
     )
@@ -166,7 +177,9 @@ def multi_dsprites_like_sources(
         seed=seed,
     )
     return _prepare(
-        lambda: SpritesLike(config=config, data_dir=data_dir, file_format="array_record"),
+        lambda: SpritesLike(
+            config=known_config(SpritesLike, config), data_dir=data_dir, file_format="array_record"
+        ),
         "Multi-dSprites-like",
         os.path.join(data_dir, "sprites_like", config.name),
     )

@@ -159,3 +159,19 @@ def test_ignore_mask_becomes_pixel_valid(sources):
     assert out["pixel_valid"].shape == (32, 32)
     assert not out["pixel_valid"][:5, :7].any() and out["pixel_valid"].sum() == 32 * 32 - 35
     assert pipeline.ScenePreprocess(max_objects=4)(example)["pixel_valid"].all()
+
+
+def test_default_options_use_the_registered_builder_configs(tmp_path):
+    # tfds refuses a new config object named like a registered one; a run with a dataset's
+    # default options (e.g. the 60k embedded Tetrominoes) must get the registered object.
+    from ocjax.data.builders.features import known_config
+    from ocjax.data.builders.shapes import Shapes, ShapesConfig
+    from ocjax.data.builders.tetrominoes_like import TetrominoesLike, TetrominoesLikeConfig
+
+    for builder, config in (
+        (TetrominoesLike, TetrominoesLikeConfig.make(60_000, 1_000, 320)),
+        (Shapes, ShapesConfig.make("4shapes", 32, 50_000, 10_000, 10_000)),
+    ):
+        with pytest.raises(ValueError, match="Cannot name a custom BuilderConfig"):
+            builder(config=config, data_dir=str(tmp_path))
+        assert builder(config=known_config(builder, config), data_dir=str(tmp_path))

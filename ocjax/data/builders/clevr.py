@@ -40,7 +40,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from ocjax.data.builders import coco
-from ocjax.data.builders.features import scene_features
+from ocjax.data.builders.features import known_config, scene_features
 from ocjax.data.generators import clevr_like
 
 README_HINT = "README section Datasets"
@@ -252,7 +252,9 @@ def clevr_sources(
         )
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     locate(manual_dir)
-    builder = ClevrV1(config=config, data_dir=data_dir, file_format="array_record")
+    builder = ClevrV1(
+        config=known_config(ClevrV1, config), data_dir=data_dir, file_format="array_record"
+    )
     cache = os.path.join(data_dir, "clevr_v1", config.name)
     try:
         builder.download_and_prepare(

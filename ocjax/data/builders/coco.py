@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw
 
 from ocjax.data import augment
 from ocjax.data.builders import manual
-from ocjax.data.builders.features import int_vector, scene_features
+from ocjax.data.builders.features import int_vector, known_config, scene_features
 
 README_HINT = manual.README_HINT
 SPLIT_DIRS = {"train": "train2017", "validation": "val2017"}
@@ -339,5 +339,7 @@ def coco_sources(
                 f"COCO annotations {path} do not exist. Unpack "
                 f"annotations_trainval2017.zip into {manual_dir} ({README_HINT})."
             )
-    builder = CocoInstances(config=config, data_dir=data_dir, file_format="array_record")
+    builder = CocoInstances(
+        config=known_config(CocoInstances, config), data_dir=data_dir, file_format="array_record"
+    )
     return manual.prepare(builder, manual_dir, "COCO", manual.cache_dir(data_dir, builder))

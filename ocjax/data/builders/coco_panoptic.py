@@ -32,6 +32,7 @@ from PIL import Image
 
 from ocjax.data.builders import coco, manual
 from ocjax.data.builders.coco import README_HINT, SPLIT_DIRS
+from ocjax.data.builders.features import known_config
 
 
 def annotation_path(manual_dir: str, split: str) -> str:
@@ -190,5 +191,7 @@ def coco_panoptic_sources(
                     f"the panoptic_{SPLIT_DIRS[split]}.zip inside it into "
                     f"{os.path.dirname(path)} ({README_HINT})."
                 )
-    builder = CocoPanoptic(config=config, data_dir=data_dir, file_format="array_record")
+    builder = CocoPanoptic(
+        config=known_config(CocoPanoptic, config), data_dir=data_dir, file_format="array_record"
+    )
     return manual.prepare(builder, manual_dir, "COCO panoptic", manual.cache_dir(data_dir, builder))

@@ -31,7 +31,7 @@ from PIL import Image
 
 from ocjax.data import augment
 from ocjax.data.builders import manual
-from ocjax.data.builders.features import planar_example
+from ocjax.data.builders.features import known_config, planar_example
 
 NUM_KEYPOINTS = 15
 README_HINT = manual.README_HINT
@@ -168,7 +168,7 @@ def cub_sources(
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     read_index(manual_dir)  # Missing or malformed index files are named before any work.
     builder = Cub(
-        config=manual.ResolutionConfig.make(resolution),
+        config=known_config(Cub, manual.ResolutionConfig.make(resolution)),
         data_dir=data_dir,
         file_format="array_record",
     )

@@ -28,7 +28,7 @@ from PIL import Image
 
 from ocjax.data import augment
 from ocjax.data.builders import manual
-from ocjax.data.builders.features import planar_example
+from ocjax.data.builders.features import known_config, planar_example
 
 SUBDIR = os.path.join("DeepFashion", "In-shop Clothes Retrieval Benchmark", "Anno", "segmentation")
 COLORS = np.array(
@@ -173,7 +173,7 @@ def deepfashion_sources(
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     read_index(manual_dir)
     builder = DeepFashion(
-        config=manual.ResolutionConfig.make(resolution),
+        config=known_config(DeepFashion, manual.ResolutionConfig.make(resolution)),
         data_dir=data_dir,
         file_format="array_record",
     )

@@ -67,3 +67,15 @@ def planar_example(
             **objects,
         },
     }
+
+
+def known_config(builder: type, config: tfds.core.BuilderConfig) -> tfds.core.BuilderConfig:
+    """`config`, or the equal config `builder` registers under the same name.
+
+    tfds refuses a custom config that shares its name with a registered one, so a run with
+    a dataset's default options must hand tfds the registered object.
+    """
+    for registered in builder.BUILDER_CONFIGS:
+        if registered.name == config.name:
+            return registered
+    return config

@@ -49,7 +49,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from ocjax.data import augment
-from ocjax.data.builders.features import int_vector, scene_features
+from ocjax.data.builders.features import int_vector, known_config, scene_features
 from ocjax.data.generators import clevr_like
 
 SPLITS = ("train", "validation", "test")
@@ -586,7 +586,9 @@ def _prepare(config: MultiObjectConfig, data_dir: str, manual_dir: str) -> dict[
     """Builds the ArrayRecord cache of `config` if needed and opens its splits."""
     error_class = _error_class()
     cache = os.path.join(data_dir, "multi_object", config.name)
-    builder = MultiObject(config=config, data_dir=data_dir, file_format="array_record")
+    builder = MultiObject(
+        config=known_config(MultiObject, config), data_dir=data_dir, file_format="array_record"
+    )
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     try:
         builder.download_and_prepare(download_config=download_config)
