@@ -120,3 +120,9 @@ def test_builder_stores_rendered_scenes(tmp_path):
 def test_bad_options_name_the_fix(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):
         load_sources("tetrominoes_like", str(tmp_path), options)
+
+
+def test_a_crowded_seed_still_renders():
+    # This seed once left no free offset for its third piece after 1,000 random draws.
+    scene = tetrominoes.render_tetrominoes(980763805)
+    assert sorted(np.unique(scene["segmentation"]).tolist()) == [0, 1, 2, 3]

@@ -14,9 +14,10 @@ is the background). This module draws the same scene family:
   matches. The order of the codes in the official files is not published;
 * `color` indexes `COLORS`, pure primaries and secondaries at full intensity, drawn
   independently per piece (two pieces may share one);
-* positions are uniform over every pixel offset that keeps the piece inside the canvas,
-  resampled until the piece overlaps no earlier piece (pieces may touch), so every mask is
-  complete and the segmentation has no ambiguous pixel;
+* positions are uniform over every pixel offset that keeps the piece inside the canvas
+  and overlaps no earlier piece (pieces may touch), so every mask is complete and the
+  segmentation has no ambiguous pixel; a scene whose last piece finds no free offset is
+  drawn again;
 * `x`, `y` are the centre of the piece's bounding box in [0, 1] (column, row).
 
 `render_tetrominoes(seed)` is a pure function of its seed.
@@ -92,6 +93,28 @@ def render_tetrominoes(
             f"{resolution}-px canvas; lower the block size or raise the resolution."
         )
     rng = np.random.default_rng(seed)
+    for _ in range(max_tries):  # A scene whose last pieces find no room is drawn again.
+        scene = _draw_scene(rng, resolution, num_pieces, block)
+        if scene is not None:
+            return scene
+    raise RuntimeError(
+        f"No room for {num_pieces} pieces on a {resolution}-px canvas in {max_tries} scenes "
+        f"(seed {seed}); use fewer pieces or a larger canvas."
+    )
+
+
+def _free_places(segmentation: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Top-left corners `[m, 2]` (row, col) where `mask` fits without covering a piece."""
+    windows = np.lib.stride_tricks.sliding_window_view(segmentation > 0, mask.shape)
+    blocked = (windows & mask).any(axis=(2, 3))  # [rows, cols] of candidate corners.
+    return np.argwhere(~blocked).astype(np.int32)
+
+
+def _draw_scene(
+    rng: np.random.Generator, resolution: int, num_pieces: int, block: int
+) -> dict[str, np.ndarray] | None:
+    """Pieces placed one by one, each uniformly over the places still free (the
+    distribution of drawing positions until one is free); None if a piece finds none."""
     image = np.zeros((resolution, resolution, 3), np.uint8)
     segmentation = np.zeros((resolution, resolution), np.uint8)
     shapes = rng.integers(len(TETROMINOES), size=num_pieces).astype(np.int32)
@@ -101,18 +124,11 @@ def render_tetrominoes(
     for k in range(num_pieces):
         mask = piece_mask(int(shapes[k]), block)
         h, w = mask.shape
-        for _ in range(max_tries):
-            row = int(rng.integers(resolution - h + 1))
-            col = int(rng.integers(resolution - w + 1))
-            window = segmentation[row : row + h, col : col + w]
-            if not (window[mask] > 0).any():
-                break
-        else:
-            raise RuntimeError(
-                f"No free place for piece {k} of scene seed {seed} after {max_tries} tries; "
-                "use fewer pieces or a larger canvas."
-            )
-        window[mask] = k + 1
+        places = _free_places(segmentation, mask)
+        if not len(places):
+            return None
+        row, col = (int(v) for v in places[rng.integers(len(places))])
+        segmentation[row : row + h, col : col + w][mask] = k + 1
         image[row : row + h, col : col + w][mask] = COLORS[colors[k]]
         top_left[k] = (row, col)
         position[k] = ((col + w / 2) / resolution, (row + h / 2) / resolution)
