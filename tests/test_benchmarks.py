@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
-import train_step  # pylint: disable=wrong-import-position
+from ocjax import profiling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,14 +17,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_top_ops_attribute_the_time_to_the_module_ops():
     a = jnp.ones((768, 768))
     f = jax.jit(lambda x: (x @ x) + 1.0).lower(a).compile()
-    names = train_step.hlo_names(f.as_text())
+    names = profiling.hlo_names(f.as_text())
     assert names and all(" " not in n for n in names)
-    ops = train_step.top_ops(lambda: f(a).block_until_ready(), 3, None, names)
+    ops = profiling.top_ops(lambda: f(a).block_until_ready(), 3, None, names)
     assert ops and {op["op"] for op in ops} <= set(names)
     assert sum(op["share"] for op in ops) == pytest.approx(1.0)
     assert [op["share"] for op in ops] == sorted((op["share"] for op in ops), reverse=True)
     assert ops[0]["share"] > 0.5  # The 768^3 product dominates the add.
-    kinds = dict(train_step.op_kinds(ops))
+    kinds = dict(profiling.op_kinds(ops))
     assert sum(kinds.values()) == pytest.approx(1.0)
 
 
@@ -34,7 +33,7 @@ def test_hlo_names_reads_plain_and_root_instructions():
         "ENTRY %main {\n  %p = f32[2]{0} parameter(0)\n"
         '  ROOT add.3 = f32[2]{0} add(p, p), metadata={op_name="jit(f)/transpose(jvp(M))/dec/add"}\n}'
     )
-    assert train_step.hlo_names(text) == {"p": "f32[2] fwd", "add.3": "f32[2] bwd dec/add"}
+    assert profiling.hlo_names(text) == {"p": "f32[2] fwd", "add.3": "f32[2] bwd dec/add"}
 
 
 @pytest.mark.slow
