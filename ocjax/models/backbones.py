@@ -35,11 +35,6 @@ KINDS = ("dino_vit", "ocjax_vit")
 Options = tuple[tuple[str, Any], ...]
 
 
-def load_run_config(workdir: str) -> dict[str, Any]:
-    """The config an ocjax run saved in `workdir/config.json`."""
-    return _ocjax_config(workdir)
-
-
 def latest_params(workdir: str, subtree: str) -> dict[str, Any]:
     """`params[subtree]` of the latest checkpoint of the ocjax run in `workdir` (numpy)."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
@@ -54,7 +49,7 @@ def latest_params(workdir: str, subtree: str) -> dict[str, Any]:
     return jax.tree.map(np.asarray, dict(state["params"][subtree]))
 
 
-def _ocjax_config(workdir: str) -> dict[str, Any]:
+def load_run_config(workdir: str) -> dict[str, Any]:
     """The config a run saved in `workdir/config.json`."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
@@ -88,7 +83,7 @@ def resolve(options: Mapping[str, Any]) -> Options:
     else:
         if not options.get("workdir"):
             raise ValueError("model.backbone.kind 'ocjax_vit' needs model.backbone.workdir.")
-        model = _ocjax_config(options["workdir"])["model"]
+        model = load_run_config(options["workdir"])["model"]
         if "patch_size" not in model or "dim" not in model:
             raise ValueError(
                 f"The run in {options['workdir']} has model {model.get('name')!r}, which has no "
@@ -155,7 +150,7 @@ def pretrained_params(options: Options, image_size: tuple[int, int]) -> dict[str
 def _ocjax_vit_params(o: dict[str, Any], image_size: tuple[int, int]) -> dict[str, Any]:
     """The `backbone` params of the latest checkpoint of the ocjax run in `o["workdir"]`."""
     workdir = o["workdir"]
-    trained = _ocjax_config(workdir)["data"]["resolution"]
+    trained = load_run_config(workdir)["data"]["resolution"]
     if tuple(image_size) != (trained, trained):
         raise ValueError(
             f"The ViT in {workdir} was trained on {trained}x{trained} images (its positional "
