@@ -1,8 +1,14 @@
 """Shared fixtures: a tiny experiment config and a tiny rendered dataset."""
 
 import os
+import sys
 
 import pytest
+
+# torch (the reference for loading DINO weights) probes for triton, its GPU compiler, on
+# import; on this CPU-only suite that import segfaulted in a fresh CI venv once JAX and
+# TensorFlow were loaded. Nothing here compiles for a GPU, so torch is told it is absent.
+sys.modules.setdefault("triton", None)
 
 from configs import clevr_sa_ae, clevr_slots
 
