@@ -2,7 +2,6 @@
 
 import functools
 import json
-import logging
 import os
 import time
 from typing import Any
@@ -18,8 +17,9 @@ from ocjax.data import augment, load_sources, pipeline
 from ocjax.metrics import otsu, vqa
 from ocjax.models import backbones, build_model, input_check, readout
 from ocjax.models.dinosaur import frozen_subtrees, teacher_params
-from ocjax.training import checkpoint, optim
+from ocjax.training import checkpoint, console, optim
 from ocjax.training.objectives import build_objective
+from ocjax.training.preemption import Interrupted, StopRequest
 from ocjax.training.state import TrainState, create_state
 from ocjax.training.steps import eval_step, train_step
 from ocjax.training.writers import MetricWriter
@@ -235,8 +235,15 @@ def _check_inputs(exp: Experiment, batch: dict[str, np.ndarray]) -> None:
         ) from error
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Trains (resuming from `workdir` if it holds checkpoints), then evaluates on the test split."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, name: str | None = None
+) -> TrainState:
+    """Trains (resuming from `workdir` if it holds checkpoints), then evaluates on the test split.
+
+    Prints one line at start (`name` is the config as given on the command line) and the
+    metrics table at the end. SIGINT or SIGTERM stops after the current step with a checkpoint
+    of it and raises `Interrupted`; the next run resumes there.
+    """
     exp = Experiment(config)
     cfg = config.training
     is_lead = jax.process_index() == 0
@@ -244,12 +251,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
             f.write(config.to_json_best_effort(indent=2))
-    writer = MetricWriter(workdir, enabled=is_lead)
     manager = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints)
     state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
     start = int(jax.device_get(state.step))
-    if start:
-        logging.info("Resuming from step %d in %s", start, workdir)
+    final = f"{config.evaluation.split}/"
+    writer = MetricWriter(
+        workdir,
+        enabled=is_lead,
+        resume_step=start,
+        drop_at_resume=lambda record: any(k.startswith(final) for k in record),
+    )
+    if is_lead:
+        line = console.start_line(
+            config,
+            workdir,
+            num_train=len(exp.sources["train"]),
+            devices=console.devices_text(jax.devices()),
+            start=start,
+            num_steps=exp.num_steps,
+        )
+        print(line.replace("ocjax: ", f"ocjax: {name}: ", 1) if name else line, flush=True)
     _check_inputs(exp, exp.train_data[start])
     batches = pipeline.iterate(exp.train_data, start)
     window: list[dict[str, jax.Array]] = []
@@ -259,42 +280,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         disable=not is_lead,
         dynamic_ncols=True,
         desc="train",
+        unit="step",
     )
     tick, tick_step = time.perf_counter(), start
-    for step in range(start + 1, exp.num_steps + 1):
-        state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
-        window.append(metrics)
-        progress.update(1)
-        if step % cfg.log_every == 0 or step == exp.num_steps:
-            summary = _summarise(window)
-            if summary is None:
+    with StopRequest() as stop:
+        for step in range(start + 1, exp.num_steps + 1):
+            state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
+            window.append(metrics)
+            progress.update(1)
+            if step % cfg.log_every == 0 or step == exp.num_steps:
+                summary = _summarise(window)
+                if summary is None:
+                    checkpoint.save(manager, state)
+                    manager.wait_until_finished()
+                    bad_step, term = _first_nonfinite(window, step - len(window) + 1)
+                    raise NonFiniteLossError(
+                        f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite "
+                        f"state (step {int(jax.device_get(state.step))}) is saved in "
+                        f"{workdir}/checkpoints; lower optimizer.schedule.learning_rate or set "
+                        "optimizer.grad_clip_norm."
+                    )
+                now = time.perf_counter()
+                summary["steps_per_sec"] = (step - tick_step) / (now - tick)
+                tick, tick_step = now, step
+                writer.scalars(step, summary)
+                progress.set_postfix(loss=f"{summary['loss']:.4f}")
+                window = []
+            if step % cfg.checkpoint_every == 0 or step == exp.num_steps:
                 checkpoint.save(manager, state)
+            if step % cfg.image_every == 0:
+                writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
+            if exp.heldout_data is not None and step % config.evaluation.every_steps == 0:
+                heldout = compute_metrics(exp, state, exp.heldout_data, probe=False)
+                writer.scalars(step, {f"eval/{k}": v for k, v in heldout.items()})
+            if stop.signum is not None and step < exp.num_steps:
+                progress.close()
+                if manager.latest_step() != step:
+                    checkpoint.save(manager, state)
                 manager.wait_until_finished()
-                bad_step, term = _first_nonfinite(window, step - len(window) + 1)
-                raise NonFiniteLossError(
-                    f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite state "
-                    f"(step {int(jax.device_get(state.step))}) is saved in {workdir}/checkpoints; "
-                    "lower optimizer.schedule.learning_rate or set optimizer.grad_clip_norm."
-                )
-            now = time.perf_counter()
-            summary["steps_per_sec"] = (step - tick_step) / (now - tick)
-            tick, tick_step = now, step
-            writer.scalars(step, summary)
-            progress.set_postfix(loss=f"{summary['loss']:.4f}")
-            window = []
-        if step % cfg.checkpoint_every == 0 or step == exp.num_steps:
-            checkpoint.save(manager, state)
-        if step % cfg.image_every == 0:
-            writer.images(step, _pictures(exp, state, limit=config.evaluation.num_images))
-        if exp.heldout_data is not None and step % config.evaluation.every_steps == 0:
-            heldout = compute_metrics(exp, state, exp.heldout_data, probe=False)
-            writer.scalars(step, {f"eval/{k}": v for k, v in heldout.items()})
+                writer.close()
+                raise Interrupted(stop.signum, step, workdir)
     progress.close()
     warn_if_recompiled(exp.train_step, "train_step")
     manager.wait_until_finished()
-    evaluate(exp, state, workdir, writer)
+    results = evaluate(exp, state, workdir, writer)
     writer.close()
+    if is_lead:
+        print(console.results_table(results, output_paths(workdir)), flush=True)
     return state
+
+
+def output_paths(workdir: str) -> dict[str, str]:
+    """Where a run's outputs are, for the end-of-run table."""
+    return {
+        "eval.json": os.path.join(workdir, "eval.json"),
+        "images/": os.path.join(workdir, "images"),
+        "TensorBoard": f"tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
+    }
 
 
 def compilations(jitted: Any) -> int:
@@ -308,7 +350,7 @@ def warn_if_recompiled(jitted: Any, name: str) -> bool:
     inputs changed between calls, so every change paid a compilation); returns whether."""
     count = compilations(jitted)
     if count > 1:
-        logging.warning(
+        console.LOGGER.warning(
             "%s was compiled %d times in this run: its input shapes, dtypes or shardings "
             "changed between steps (e.g. a short last batch or a changing Python scalar). "
             "Each change costs a full compilation.",
@@ -377,7 +419,7 @@ def _pictures(exp: Experiment, state: TrainState, limit: int) -> dict[str, np.nd
             recon,
             host["readout"][:n],
             clusters,
-            batch["segmentation"][:n],
+            segmentation,
             exp.config.data.max_objects + 1,
         )
     return panels
@@ -523,13 +565,20 @@ def _vqa_probe(
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Evaluates the latest checkpoint in `workdir` (`--mode eval`)."""
+    """Evaluates the latest checkpoint in `workdir` (`--mode eval`); creates nothing there but
+    `eval.json` and `images/`."""
+    missing = FileNotFoundError(
+        f"No checkpoint in {workdir}/checkpoints; train first "
+        "(--mode train) or pass the --workdir of a finished run."
+    )
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise missing
     exp = Experiment(config)
     manager = checkpoint.checkpoint_manager(workdir, config.training.keep_checkpoints)
     if manager.latest_step() is None:
-        raise FileNotFoundError(
-            f"No checkpoint in {workdir}/checkpoints; train first "
-            "(--mode train) or pass the --workdir of a finished run."
-        )
+        raise missing
     state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
-    return evaluate(exp, state, workdir)
+    results = evaluate(exp, state, workdir)
+    if jax.process_index() == 0:
+        print(console.results_table(results, output_paths(workdir)), flush=True)
+    return results

@@ -2,21 +2,39 @@
 
 import json
 import os
-from typing import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorboardX
 
 
 class MetricWriter:
-    """Writes scalars to `workdir/metrics.jsonl` and TensorBoard, images to TensorBoard."""
+    """Writes scalars to `workdir/metrics.jsonl` and TensorBoard, images to TensorBoard.
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    A run resumed from step `resume_step` first rewinds both logs to it: records of later
+    steps (written after that checkpoint by the interrupted run) are dropped from
+    `metrics.jsonl`, as are those at `resume_step` that `drop_at_resume` selects (e.g. a
+    final evaluation about to be repeated), and TensorBoard purges its events after it.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        enabled: bool = True,
+        resume_step: int = 0,
+        drop_at_resume: Callable[[dict], bool] = lambda record: False,
+    ):
         self.enabled = enabled
         if enabled:
             os.makedirs(workdir, exist_ok=True)
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-            self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+            path = os.path.join(workdir, "metrics.jsonl")
+            if resume_step:
+                rewind_jsonl(path, resume_step, drop_at_resume)
+            self._jsonl = open(path, "a", encoding="utf-8")
+            self._tensorboard = tensorboardX.SummaryWriter(
+                os.path.join(workdir, "tensorboard"),
+                purge_step=resume_step + 1 if resume_step else None,
+            )
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         """Logs a dict of scalars at `step`."""
@@ -41,3 +59,25 @@ class MetricWriter:
         if self.enabled:
             self._jsonl.close()
             self._tensorboard.close()
+
+
+def rewind_jsonl(path: str, step: int, drop_at_step: Callable[[dict], bool]) -> int:
+    """Drops the records of `path` after `step` (and those at `step` that `drop_at_step`
+    selects), rewriting the file atomically; returns how many were dropped."""
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # A line cut short by the interruption.
+            continue
+        if record["step"] < step or (record["step"] == step and not drop_at_step(record)):
+            kept.append(line)
+    if len(kept) < len(lines):
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+    return len(lines) - len(kept)

@@ -565,6 +565,7 @@ def multi_object_sources(
     """Converts `dataset` from `manual_dir` on first use, then opens its ArrayRecord splits."""
     if dataset not in SPECS:
         raise ValueError(f"Unknown multi-object dataset {dataset!r}; use one of {sorted(SPECS)}.")
+    official_file(manual_dir, dataset)  # The missing file first: it is the error that matters.
     spec = SPECS[dataset]
     limit = object_limit or spec.max_objects
     if max_objects < limit:
@@ -578,7 +579,6 @@ def multi_object_sources(
     config = MultiObjectConfig.make(
         dataset, crop=crop, resolution=resolution, object_limit=object_limit, **sizes
     )
-    official_file(manual_dir, dataset)
     return _prepare(config, data_dir, manual_dir)
 
 
