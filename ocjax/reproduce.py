@@ -20,7 +20,6 @@ import csv
 import dataclasses
 import datetime
 import json
-import logging
 import os
 import platform
 import re
@@ -34,6 +33,9 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+
+from ocjax.training import console
+from ocjax.training.preemption import Interrupted
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_HEADER = (
@@ -660,8 +662,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"--seeds must be at least 1, got {args.seeds}.")
     if args.only_seed is not None and args.only_seed < 0:
         sys.exit(f"--only_seed must be a seed index ≥ 0, got {args.only_seed}.")
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    console.quiet_libraries()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        _run(args)
+    except Interrupted as stop:  # Ctrl-C or SIGTERM while training: the step is saved.
+        print(f"ocjax: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Trains one seed (`--only_seed`) or every seed and writes the row."""
     if args.only_seed is not None:
         result = train_one_seed(args.name, args.only_seed, workroot=args.workroot)
         protocol = PROTOCOLS[args.name]
