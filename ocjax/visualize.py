@@ -1,9 +1,9 @@
 """Pictures of images, reconstructions and object masks as uint8 arrays (numpy only)."""
 
 import colorsys
-import os
 
 import numpy as np
+from etils import epath
 from PIL import Image, ImageDraw, ImageFont
 
 MIN_TILE = 96  # Shortest side (px) of every tile once upscaled, so the saved PNG is legible.
@@ -248,7 +248,9 @@ def annotated_grid(
     return np.asarray(picture)
 
 
-def save_png(path: str, image: np.ndarray) -> None:
-    """Writes a uint8 `[h, w, 3]` image to `path`, creating folders."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    Image.fromarray(image).save(path)
+def save_png(path: str | epath.Path, image: np.ndarray) -> None:
+    """Writes a uint8 `[h, w, 3]` image to `path` (local or in a bucket), creating folders."""
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        Image.fromarray(image).save(f, format="PNG")

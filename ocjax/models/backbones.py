@@ -18,7 +18,6 @@ optimiser leaves the subtree alone (`ocjax.training.optim`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ocjax import files
 from ocjax.models import checkpoints
 from ocjax.models.dino_vit import ARCHITECTURES, DinoViT
 from ocjax.models.vit import ViT, ViTOutput
@@ -39,7 +39,7 @@ def latest_params(workdir: str, subtree: str) -> dict[str, Any]:
     """`params[subtree]` of the latest checkpoint of the ocjax run in `workdir` (numpy)."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
-    manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"))
+    manager = ocp.CheckpointManager(files.workdir_path(workdir) / "checkpoints")
     step = manager.latest_step()
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint to load.")
@@ -51,15 +51,14 @@ def latest_params(workdir: str, subtree: str) -> dict[str, Any]:
 
 def load_run_config(workdir: str) -> dict[str, Any]:
     """The config a run saved in `workdir/config.json`."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = files.workdir_path(workdir) / "config.json"
+    if not path.exists():
         raise FileNotFoundError(
             f"model.backbone.workdir={workdir!r} has no config.json: it is not the workdir of "
             "an ocjax training run (train one first, e.g. python -m ocjax.main --config "
             f"configs/clevr_slots.py:cpu --workdir {workdir})."
         )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(path.read_text())
 
 
 def resolve(options: Mapping[str, Any]) -> Options:

@@ -1,20 +1,22 @@
 """Metric and image logging: `metrics.jsonl` (one JSON object per log step) and TensorBoard."""
 
 import json
-import os
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorboardX
 
+from ocjax import files
+
 
 class MetricWriter:
     """Writes scalars to `workdir/metrics.jsonl` and TensorBoard, images to TensorBoard.
 
-    A run resumed from step `resume_step` first rewinds both logs to it: records of later
-    steps (written after that checkpoint by the interrupted run) are dropped from
-    `metrics.jsonl`, as are those at `resume_step` that `drop_at_resume` selects (e.g. a
-    final evaluation about to be repeated), and TensorBoard purges its events after it.
+    The workdir may be local or a bucket (`ocjax.training.files`). A run that starts at step
+    `resume_step` first rewinds both logs to it: records of later steps (written after that
+    checkpoint by an interrupted run) are dropped from `metrics.jsonl`, as are those at
+    `resume_step` that `drop_at_resume` selects (e.g. a final evaluation about to be
+    repeated), and TensorBoard purges its events after it.
     """
 
     def __init__(
@@ -26,14 +28,14 @@ class MetricWriter:
     ):
         self.enabled = enabled
         if enabled:
-            os.makedirs(workdir, exist_ok=True)
-            path = os.path.join(workdir, "metrics.jsonl")
-            if resume_step:
-                rewind_jsonl(path, resume_step, drop_at_resume)
-            self._jsonl = open(path, "a", encoding="utf-8")
+            root = files.workdir_path(workdir)
+            self._path = root / "metrics.jsonl"
+            lines = self._path.read_text().splitlines(True) if self._path.exists() else []
+            self._lines = rewind(lines, resume_step, drop_at_resume)
+            if len(self._lines) < len(lines):
+                files.write_text(self._path, "".join(self._lines))
             self._tensorboard = tensorboardX.SummaryWriter(
-                os.path.join(workdir, "tensorboard"),
-                purge_step=resume_step + 1 if resume_step else None,
+                str(root / "tensorboard"), purge_step=resume_step + 1 if resume_step else None
             )
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
@@ -41,8 +43,8 @@ class MetricWriter:
         if not self.enabled:
             return
         record = {"step": int(step), **{k: float(v) for k, v in values.items()}}
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        self._lines.append(json.dumps(record) + "\n")
+        files.write_text(self._path, "".join(self._lines))
         for key, value in values.items():
             self._tensorboard.add_scalar(key, float(value), int(step))
 
@@ -55,19 +57,14 @@ class MetricWriter:
         self._tensorboard.flush()
 
     def close(self) -> None:
-        """Flushes and closes both outputs."""
+        """Flushes and closes TensorBoard (`metrics.jsonl` is written at every record)."""
         if self.enabled:
-            self._jsonl.close()
             self._tensorboard.close()
 
 
-def rewind_jsonl(path: str, step: int, drop_at_step: Callable[[dict], bool]) -> int:
-    """Drops the records of `path` after `step` (and those at `step` that `drop_at_step`
-    selects), rewriting the file atomically; returns how many were dropped."""
-    if not os.path.exists(path):
-        return 0
-    with open(path, encoding="utf-8") as f:
-        lines = [line for line in f if line.strip()]
+def rewind(lines: list[str], step: int, drop_at_step: Callable[[dict], bool]) -> list[str]:
+    """The lines of a `metrics.jsonl` up to `step`: later records, those at `step` that
+    `drop_at_step` selects, and a last line cut short by a crash are left out."""
     kept = []
     for line in lines:
         try:
@@ -75,9 +72,5 @@ def rewind_jsonl(path: str, step: int, drop_at_step: Callable[[dict], bool]) -> 
         except json.JSONDecodeError:  # A line cut short by the interruption.
             continue
         if record["step"] < step or (record["step"] == step and not drop_at_step(record)):
-            kept.append(line)
-    if len(kept) < len(lines):
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.writelines(kept)
-        os.replace(path + ".tmp", path)
-    return len(lines) - len(kept)
+            kept.append(line if line.endswith("\n") else line + "\n")
+    return kept
