@@ -11,6 +11,10 @@ import os
 import sys
 from typing import NoReturn
 
+if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv):  # Before TF is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only reads data here.
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -77,6 +81,8 @@ def show_traceback(argv: list[str]) -> bool:
 def fail(error: BaseException) -> NoReturn:
     """Exits with status 1 after one line naming the problem (and how to see the traceback)."""
     message = str(error).strip() or type(error).__name__
+    if "Traceback (most recent call last)" in message:  # A config file's own error, wrapped.
+        message = message.splitlines()[-1].strip()
     if isinstance(error, OSError) and error.filename and error.filename not in message:
         message += f": {error.filename}"
     sys.exit(f"ocjax: error: {message}\n(--verbosity=1 or OCJAX_TRACEBACK=1 shows the traceback)")

@@ -7,7 +7,15 @@ from typing import Any
 
 import ml_collections
 
-from ocjax.data.builders import clevr, coco, coco_panoptic, cub, deepfashion, multi_object
+from ocjax.data.builders import (
+    clevr,
+    coco,
+    coco_panoptic,
+    cub,
+    deepfashion,
+    multi_object,
+    preparing,
+)
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
 from ocjax.data.builders.features import known_config
 from ocjax.data.builders.parts_like import PartsLike, PartsLikeConfig
@@ -189,7 +197,7 @@ def _prepare(make_builder: Callable[[], Any], label: str, cache: str) -> dict[st
     """Builds, renders if missing and opens a builder's splits; cache faults become errors."""
     try:
         builder = make_builder()
-        builder.download_and_prepare()
+        preparing.download_and_prepare(builder)
         sources = builder.as_data_source()
         for source in sources.values():
             _read_ends(source)

@@ -25,6 +25,7 @@ _LIBRARY_LOGGERS = (
 def quiet_libraries() -> None:
     """Silences library logging below ERROR (and TensorFlow's C++ notices) for this process."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # Its notice ignores the level above.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

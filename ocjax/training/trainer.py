@@ -2,7 +2,6 @@
 
 import functools
 import json
-import os
 import time
 from typing import Any
 
@@ -12,7 +11,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from ocjax import parallel, visualize
+from ocjax import files, parallel, visualize
 from ocjax.data import augment, load_sources, pipeline
 from ocjax.metrics import otsu, vqa
 from ocjax.models import backbones, build_model, input_check, readout
@@ -244,14 +243,15 @@ def train_and_evaluate(
     metrics table at the end. SIGINT or SIGTERM stops after the current step with a checkpoint
     of it and raises `Interrupted`; the next run resumes there.
     """
+    root = files.workdir_path(workdir)  # A bucket without its file system fails here.
     exp = Experiment(config)
     cfg = config.training
     is_lead = jax.process_index() == 0
-    if is_lead:  # What a later run needs to rebuild this model (e.g. as a frozen backbone).
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            f.write(config.to_json_best_effort(indent=2))
     manager = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints)
+    if manager.latest_step() is not None:
+        check_same_model(root, config)
+    if is_lead:  # What a later run needs to rebuild this model (e.g. as a frozen backbone).
+        files.write_text(root / "config.json", config.to_json_best_effort(indent=2))
     state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
     start = int(jax.device_get(state.step))
     final = f"{config.evaluation.split}/"
@@ -330,12 +330,45 @@ def train_and_evaluate(
     return state
 
 
+# Settings whose change makes a workdir's checkpoints belong to another model.
+_MODEL_KEYS = ("model", "data.resolution", "data.channels")
+
+
+def check_same_model(root: Any, config: ml_collections.ConfigDict) -> None:
+    """Raises if the run saved in `root/config.json` had other model settings than `config`,
+    listing every differing key (resuming would load parameters of another shape)."""
+    path = root / "config.json"
+    if not path.exists():
+        return
+    saved = _flat(json.loads(path.read_text()))
+    current = _flat(json.loads(config.to_json_best_effort()))
+    keys = sorted(
+        k
+        for k in set(saved) | set(current)
+        if any(k == p or k.startswith(p + ".") for p in _MODEL_KEYS)
+        and saved.get(k) != current.get(k)
+    )
+    if keys:
+        changes = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in keys)
+        raise ValueError(
+            f"{root} holds checkpoints of a different model ({changes}). Resume with the "
+            "same settings, or train this one in a new --workdir."
+        )
+
+
+def _flat(tree: dict[str, Any]) -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists become tuples so that they compare."""
+    flat = flax.traverse_util.flatten_dict(tree, sep=".")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in flat.items()}
+
+
 def output_paths(workdir: str) -> dict[str, str]:
     """Where a run's outputs are, for the end-of-run table."""
+    root = files.workdir_path(workdir)
     return {
-        "eval.json": os.path.join(workdir, "eval.json"),
-        "images/": os.path.join(workdir, "images"),
-        "TensorBoard": f"tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
+        "eval.json": str(root / "eval.json"),
+        "images/": str(root / "images"),
+        "TensorBoard": f"tensorboard --logdir {root / 'tensorboard'}",
     }
 
 
@@ -509,13 +542,11 @@ def evaluate(
     split = exp.config.evaluation.split
     results = {"step": step, "split": split, **compute_metrics(exp, state, exp.eval_data)}
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        root = files.workdir_path(workdir)
+        files.write_text(root / "eval.json", json.dumps(results, indent=2))
         pictures = _pictures(exp, state, limit=exp.config.evaluation.num_images)
         for name, picture in pictures.items():
-            visualize.save_png(
-                os.path.join(workdir, "images", name.replace("/", "_") + ".png"), picture
-            )
+            visualize.save_png(root / "images" / (name.replace("/", "_") + ".png"), picture)
         if writer is not None:
             writer.scalars(
                 step, {f"{split}/{k}": v for k, v in results.items() if isinstance(v, float)}
@@ -571,7 +602,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
         f"No checkpoint in {workdir}/checkpoints; train first "
         "(--mode train) or pass the --workdir of a finished run."
     )
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if not (files.workdir_path(workdir) / "checkpoints").is_dir():
         raise missing
     exp = Experiment(config)
     manager = checkpoint.checkpoint_manager(workdir, config.training.keep_checkpoints)

@@ -311,3 +311,31 @@ def test_part_discovery_trains_on_the_embedded_figures(data_dir, tmp_path):
     # The k-means baseline on the frozen features, scored on the object's pixels.
     assert -1 <= results["readout/ari_bg"] <= 1 and 0 <= results["readout/fg_nmi"] <= 1
     _assert_same_tree(_saved_params(flagship, "backbone"), state.params["backbone"]["vit"])
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(config, tmp_path, caplog):
+    straight = trainer.train_and_evaluate(config, str(tmp_path / "straight"))
+    config.training.num_steps = 5  # Checkpoints at 3 and 5; step 5's files are then cut short.
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    for path in (tmp_path / "run" / "checkpoints" / "5").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "METADATA" not in path.name:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    config.training.num_steps = 6
+    with caplog.at_level("WARNING", logger="ocjax"):
+        resumed = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    assert "checkpoint of step 5" in caplog.text and "cannot be read" in caplog.text
+    assert int(resumed.step) == 6  # Steps 4-6 retrained from step 3: the same as straight.
+    names = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
+    assert names == ["3", "5.unreadable", "6"]
+    for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_different_model_refuses_to_resume(config, tmp_path):
+    trainer.train_and_evaluate(config, str(tmp_path))
+    config.model.slot_dim = 24
+    config.model.num_iterations = 3
+    with pytest.raises(ValueError, match="different model") as error:
+        trainer.train_and_evaluate(config, str(tmp_path))
+    assert "model.slot_dim: 16 there, 24 now" in str(error.value)
+    assert "model.num_iterations: 2 there, 3 now" in str(error.value)

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ocjax.data.builders import coco
+from ocjax.data.builders import coco, preparing
 from ocjax.data.builders.features import known_config, scene_features
 from ocjax.data.generators import clevr_like
 
@@ -257,8 +257,8 @@ def clevr_sources(
     )
     cache = os.path.join(data_dir, "clevr_v1", config.name)
     try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        preparing.download_and_prepare(
+            builder, download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
         return dict(builder.as_data_source())
     except (ImportError, AttributeError, NameError, TypeError, RuntimeError):

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ocjax.data.builders import preparing
 from ocjax.data.builders.features import scene_features
 
 README_HINT = "see README section Datasets"
@@ -42,8 +43,8 @@ def prepare(
     bugs, a broken install and errors that already say what to fix pass through.
     """
     try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        preparing.download_and_prepare(
+            builder, download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
         return dict(builder.as_data_source())
     except (ImportError, AttributeError, NameError, TypeError, RuntimeError):

@@ -49,6 +49,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils.lazy_imports_utils import tensorflow as tf
 
 from ocjax.data import augment
+from ocjax.data.builders import preparing
 from ocjax.data.builders.features import int_vector, known_config, scene_features
 from ocjax.data.generators import clevr_like
 
@@ -591,7 +592,7 @@ def _prepare(config: MultiObjectConfig, data_dir: str, manual_dir: str) -> dict[
     )
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     try:
-        builder.download_and_prepare(download_config=download_config)
+        preparing.download_and_prepare(builder, download_config=download_config)
         sources = builder.as_data_source()
     except error_class:
         raise
