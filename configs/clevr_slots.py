@@ -104,8 +104,8 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
             object_loss="cossim",  # or "ctr_img", "ctr_all"
             temperature=0.1,
             matching="hungarian",  # or "sinkhorn"
-            sinkhorn_temperature=0.05,
-            sinkhorn_iterations=50,
+            sinkhorn_temperature=5e-4,
+            sinkhorn_iterations=100,
         )
     )
 

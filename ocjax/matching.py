@@ -79,6 +79,9 @@ def permutation_matrix(assignment: jax.Array, num_cols: int) -> jax.Array:
     return jax.nn.one_hot(assignment, num_cols)
 
 
+ANNEALED_SHARE = 0.75  # Share of Sinkhorn's iterations spent lowering the temperature.
+
+
 def _check_sinkhorn_options(temperature: float, num_iterations: int) -> None:
     """Raise unless `temperature` is a static float > 0 and `num_iterations` an int >= 1."""
     if isinstance(temperature, jax.core.Tracer) or not float(temperature) > 0:
@@ -98,22 +101,33 @@ def _check_sinkhorn_options(temperature: float, num_iterations: int) -> None:
 
 
 def _sinkhorn_log_plan(cost: jax.Array, temperature: float, num_iterations: int) -> jax.Array:
-    """Log of the entropic transport plan `[..., n, m]` for cost `[..., n, m]` (see `sinkhorn`)."""
+    """Log of the entropic transport plan `[..., n, m]` for cost `[..., n, m]` (see `sinkhorn`).
+
+    ε-scaling: the temperature starts at each problem's cost range and falls geometrically to
+    `temperature` over the first `ANNEALED_SHARE` of the iterations; the rest run at
+    `temperature`. The potentials carry over, so a small temperature converges in tens of
+    iterations instead of thousands.
+    """
     *batch_shape, n, m = cost.shape
     size = max(n, m)
     padding = [(0, 0)] * len(batch_shape) + [(0, size - n), (0, size - m)]
     float_dtype = jnp.promote_types(cost.dtype, jnp.float32)
-    log_kernel = -jnp.pad(cost.astype(float_dtype), padding) / temperature
+    padded = jnp.pad(cost.astype(float_dtype), padding)
+    spread = jax.lax.stop_gradient(jnp.max(padded, axis=(-2, -1)) - jnp.min(padded, axis=(-2, -1)))
+    start = jnp.maximum(spread, temperature)[..., None]
+    annealed = max(1, int(ANNEALED_SHARE * num_iterations))
 
-    def update(_: int, potentials: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        row_potential = potentials[0]
-        col_potential = -jax.nn.logsumexp(log_kernel + row_potential[..., :, None], axis=-2)
-        row_potential = -jax.nn.logsumexp(log_kernel + col_potential[..., None, :], axis=-1)
-        return row_potential, col_potential
+    def update(i: int, potentials: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        # Potentials in cost units: f_i, g_j with plan_ij = exp((f_i + g_j - C_ij) / eps).
+        eps = jnp.maximum(start * (temperature / start) ** (i / annealed), temperature)
+        row = potentials[0]
+        col = -eps * jax.nn.logsumexp((row[..., :, None] - padded) / eps[..., None], axis=-2)
+        row = -eps * jax.nn.logsumexp((col[..., None, :] - padded) / eps[..., None], axis=-1)
+        return row, col
 
     zeros = jnp.zeros((*batch_shape, size), float_dtype)
-    row_potential, col_potential = jax.lax.fori_loop(0, num_iterations, update, (zeros, zeros))
-    log_plan = log_kernel + row_potential[..., :, None] + col_potential[..., None, :]
+    row, col = jax.lax.fori_loop(0, num_iterations, update, (zeros, zeros))
+    log_plan = (row[..., :, None] + col[..., None, :] - padded) / temperature
     return log_plan[..., :n, :m]
 
 
@@ -166,7 +180,7 @@ def _greedy_assignment(scores: jax.Array) -> jax.Array:
 
 
 def sinkhorn_assignment(
-    cost: jax.Array, temperature: float = 0.05, num_iterations: int = 50
+    cost: jax.Array, temperature: float = 5e-4, num_iterations: int = 100
 ) -> jax.Array:
     """Approximate min-cost assignment: cost `[..., n, m]` -> int32 `[..., n]` (-1: none).
 
@@ -175,8 +189,10 @@ def sinkhorn_assignment(
     lowest row, then column). The result is always one-to-one, with -1 for the
     n - m rows left over when n > m, and equals the Hungarian assignment when
     the plan is close to a permutation (cost gaps large against
-    `temperature`); otherwise it is an approximation. It is jittable, runs on
-    the device and carries no gradient.
+    `temperature`); otherwise it is an approximation. At the defaults (ε-scaled
+    down to 5e-4 in 100 iterations) it equals `scipy.optimize.linear_sum_assignment`'s
+    optimum on ≥ 99 % of uniform random costs up to 11 x 11 (tests/test_sinkhorn.py). It is
+    jittable, runs on the device and carries no gradient.
     """
     cost = _checked_cost("sinkhorn_assignment", cost)
     _check_sinkhorn_options(temperature, num_iterations)

@@ -142,3 +142,15 @@ def test_bad_inputs_raise() -> None:
         sinkhorn(jnp.zeros(3))
     with pytest.raises(ValueError, match="unknown matching method"):
         solve(cost, "auction")
+
+
+@pytest.mark.parametrize("n,m", [(4, 4), (7, 7), (11, 11), (7, 11), (11, 7)])
+def test_default_readout_is_optimal_on_99_percent_of_random_costs(n: int, m: int) -> None:
+    cost = np.random.default_rng(n * 100 + m).uniform(size=(200, n, m)).astype(np.float32)
+    assignment = np.asarray(jax.jit(sinkhorn_assignment)(cost))
+    optimal = 0
+    for c, a in zip(cost, assignment):
+        rows, cols = scipy.optimize.linear_sum_assignment(c)
+        got = sum(c[r, a[r]] for r in range(n) if a[r] >= 0)
+        optimal += bool(np.isclose(got, c[rows, cols].sum(), rtol=0, atol=1e-5))
+    assert optimal >= 0.99 * len(cost), optimal

@@ -10,7 +10,8 @@ points `[b, h, w, f]` are computed on device and clustered on the host.
 import dataclasses
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -261,8 +262,8 @@ def contrastive_objective(
     object_loss: str = "cossim",
     temperature: float = 0.1,
     matching: str = "hungarian",
-    sinkhorn_temperature: float = 0.05,
-    sinkhorn_iterations: int = 50,
+    sinkhorn_temperature: float = 5e-4,
+    sinkhorn_iterations: int = 100,
 ) -> Objective:
     """Seed 004: two views per image, global NT-Xent and a matched object loss."""
     if object_loss not in OBJECT_LOSSES:

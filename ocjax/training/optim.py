@@ -1,6 +1,7 @@
 """Learning-rate schedules and optimisers (optax) built from plain values."""
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
