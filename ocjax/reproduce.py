@@ -336,9 +336,24 @@ def seed_workdir(workroot: str, name: str, seed: int) -> str:
     return os.path.join(workroot, name, f"seed{seed}")
 
 
-def seed_config(base: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
-    """`base` with its seed offset by the seed index."""
-    config = ml_collections.ConfigDict(base.to_dict())
+DEFAULT_WORKROOT = "runs/reproduce"
+
+
+def seed_config(
+    base: ml_collections.ConfigDict, seed: int, workroot: str = DEFAULT_WORKROOT
+) -> ml_collections.ConfigDict:
+    """`base` with its seed offset by the seed index, and the workdirs of other protocols it
+    reads (`runs/reproduce/<protocol>/seed0` in the configs) moved under `workroot`."""
+    tree = base.to_dict()
+
+    def relocate(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: relocate(v) for k, v in node.items()}
+        if isinstance(node, str) and node.startswith(DEFAULT_WORKROOT + "/"):
+            return os.path.join(workroot, node[len(DEFAULT_WORKROOT) + 1 :])
+        return node
+
+    config = ml_collections.ConfigDict(relocate(tree))
     config.seed = base.seed + seed
     return config
 
@@ -354,7 +369,9 @@ def train_one_seed(
     """Trains and evaluates seed index `seed` of protocol `name` only (no row); returns its
     eval.json. A later `reproduce` with enough seeds reuses it."""
     base = config if config is not None else load_protocol_config(protocol or PROTOCOLS[name])
-    result, _ = run_seed(seed_config(base, seed), seed_workdir(workroot, name, seed), commit())
+    result, _ = run_seed(
+        seed_config(base, seed, workroot), seed_workdir(workroot, name, seed), commit()
+    )
     return result
 
 
@@ -567,7 +584,7 @@ def reproduce(
     results, seconds, histories, commits = [], [], [], []
     for seed in range(seeds):
         workdir = seed_workdir(workroot, name, seed)
-        result, record = run_seed(seed_config(base, seed), workdir, code_version)
+        result, record = run_seed(seed_config(base, seed, workroot), workdir, code_version)
         if protocol.metric not in result:
             raise KeyError(
                 f"eval.json of {workdir} has no {protocol.metric!r}; it has {sorted(result)}."

@@ -254,3 +254,20 @@ def test_reference_curves_are_read_by_step_and_checked(tmp_path):
     assert reproduce.read_reference([str(a), str(b)], "ari_bg") == {500: [0.1, 0.2], 1000: [0.3]}
     with pytest.raises(ValueError, match="'fg_ari'"):
         reproduce.read_reference([str(a)], "fg_ari")
+
+
+def test_seed_config_moves_other_protocols_workdirs_under_the_workroot():
+    base = reproduce.load_protocol_config(reproduce.PROTOCOLS["parts_figures"])
+    config = reproduce.seed_config(base, 2, "/elsewhere/root")
+    assert config.seed == base.seed + 2
+    before = [v for v in _strings(base.to_dict()) if v.startswith("runs/reproduce/")]
+    after = [v for v in _strings(config.to_dict()) if v.startswith("/elsewhere/root/")]
+    assert before and [v.replace("runs/reproduce", "/elsewhere/root", 1) for v in before] == after
+
+
+def _strings(tree):
+    for value in tree.values():
+        if isinstance(value, dict):
+            yield from _strings(value)
+        elif isinstance(value, str):
+            yield value
