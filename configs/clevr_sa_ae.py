@@ -86,7 +86,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         )
         config.evaluation.update(every_steps=500, heldout_examples=256)
     elif preset == "quick":
-        # A smoke run for a 2-core CPU (about 5 minutes): 64x64 scenes of 2-4 objects, 5 slots,
+        # A smoke run for a 2-core CPU (about 2 minutes quiet): 64x64 scenes of 2-4 objects, 5 slots,
         # 3x3 convolutions of 32 channels, 400 steps of batch 8. It shows the loss falling and
         # the first slot masks, not the paper's segmentation quality.
         config.data.resolution = 64
