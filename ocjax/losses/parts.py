@@ -8,8 +8,8 @@ size.
 
 * `feature_loss` (L_f): a part's pixels have the features of its descriptor
   `z_k = sum_u M_ku phi_u / sum_u M_ku` (phi: a frozen extractor's features).
-* `contrastive_loss` (L_c): descriptors of the same part in an image and its transformed
-  view attract; descriptors of other parts of other images repel (InfoNCE, temperature).
+* `contrastive_loss` (L_c): descriptors of the same part in different images attract;
+  descriptors of different parts, in the same or other images, repel (InfoNCE, temperature).
 * `visual_consistency_loss` (L_v): a part's pixels have its mean colour.
 * `equivariance_loss` (L_e): KL both ways, per pixel, between the masks of a transformed
   image and the transformed masks of the image.
@@ -61,22 +61,28 @@ def visual_consistency_loss(
     return _within_part_spread(masks, images, fg)
 
 
-def contrastive_loss(z: jax.Array, z_view: jax.Array, temperature: float) -> jax.Array:
-    """L_c on unit-normalised descriptors `z`, `z_view` `[b, k, c]` (an image and its view).
+def contrastive_loss(z: jax.Array, temperature: float) -> jax.Array:
+    """L_c on unit-normalised part descriptors `z [b, k, c]` of a batch of images.
 
-    For each image n and part k: positive `z_k^n . z'_k^n / tau`; negatives
-    `z_k^n . z_j^i / tau` for every other part j of every other image i. Mean of
-    `-log(exp(pos) / (exp(pos) + sum exp(neg)))` over n and k.
+    Part k of image n is pulled towards part k of every other image i (the positive
+    `z_k^n . z_k^i / tau`) and pushed from every other part j != k of every image, its own
+    included (the negatives `z_k^n . z_j^m / tau`). Mean over n, k and i != n of
+    `-log(exp(pos) / (exp(pos) + sum exp(neg)))`: the expectation of the authors' loss, which
+    draws one positive image i at random.
     """
-    z = z / (jnp.linalg.norm(z, axis=-1, keepdims=True) + EPS)
-    z_view = z_view / (jnp.linalg.norm(z_view, axis=-1, keepdims=True) + EPS)
     b, k, _ = z.shape
-    positive = jnp.sum(z * z_view, axis=-1) / temperature  # [b, k]
-    logits = jnp.einsum("nkc,ijc->nkij", z, z) / temperature  # [b, k, b, k]
-    other = (1 - jnp.eye(b))[:, None, :, None] * (1 - jnp.eye(k))[None, :, None, :]
-    masked = jnp.where(other > 0, logits, -jnp.inf).reshape(b, k, b * k)
-    all_logits = jnp.concatenate([positive[..., None], masked], axis=-1)
-    return jnp.mean(jax.nn.logsumexp(all_logits, axis=-1) - positive)
+    if b < 2:
+        raise ValueError(f"the contrastive part loss needs a batch of >= 2 images, got {b}.")
+    z = z / (jnp.linalg.norm(z, axis=-1, keepdims=True) + EPS)
+    logits = jnp.einsum("nkc,mjc->nkmj", z, z) / temperature  # [b, k, b, k]
+    other_part = (1 - jnp.eye(k, dtype=bool))[None, :, None, :]
+    negatives = jax.nn.logsumexp(
+        jnp.where(other_part, logits, -jnp.inf).reshape(b, k, b * k), axis=-1
+    )  # [b, k]
+    positive = jnp.einsum("nkmk->nkm", logits)  # [b, k, b]: part k of n against part k of m.
+    per_pair = jnp.logaddexp(positive, negatives[..., None]) - positive
+    other_image = (1 - jnp.eye(b))[:, None, :]
+    return jnp.sum(per_pair * other_image) / (b * k * (b - 1))
 
 
 def equivariance_loss(

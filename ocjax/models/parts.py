@@ -8,7 +8,7 @@ convolutions with a soft position embedding (parts are found from shape and posi
 `PartDiscovery` wraps it for training: in training mode it also draws the equivariance
 transform T per image (`ocjax.data.equivariance`, bounded by the paper's ranges), runs f on
 T(I) and warps f(I) by T, and reads a frozen feature extractor phi (any
-`ocjax.models.backbones` backbone, upsampled bilinearly to the pixels) on I and T(I); the
+`ocjax.models.backbones` backbone, upsampled bilinearly to the pixels) on I; the
 four losses live in `ocjax.losses.parts` and are combined by the `part_discovery` objective.
 """
 
@@ -81,7 +81,7 @@ class PartDiscovery(nn.Module):
     def __call__(self, inputs: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         """Returns `masks [b, K + 1, h, w]` (channel 0 the background, 1 - foreground),
         `parts [b, K, h, w]` and `features [b, h, w, c]`; in training also the transformed
-        `view_parts`, `view_features`, `view_foreground`, `view_images`,
+        `view_parts`, `view_foreground`, `view_images`,
         `warped_parts` (T(f(I))) and `view_valid`."""
         if self.num_parts < 2:
             raise ValueError(
@@ -113,7 +113,6 @@ class PartDiscovery(nn.Module):
             view_images=view_images,
             view_foreground=view_fg,
             view_parts=net(view_images, view_fg),
-            view_features=self._features(phi, view_images),
             warped_parts=jnp.moveaxis(warped_parts, -1, 1),
             view_valid=valid & (view_fg > 0),
         )

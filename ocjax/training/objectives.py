@@ -161,12 +161,9 @@ def _part_loss(
     parts, fg = outputs["parts"], outputs["foreground"]
     images = batch["image"]
     z = part_losses.part_descriptors(parts, outputs["features"], fg)
-    z_view = part_losses.part_descriptors(
-        outputs["view_parts"], outputs["view_features"], outputs["view_foreground"]
-    )
     terms = {
         "feature": part_losses.feature_loss(parts, outputs["features"], fg),
-        "contrastive": part_losses.contrastive_loss(z, z_view, temperature),
+        "contrastive": part_losses.contrastive_loss(z, temperature),
         "visual": part_losses.visual_consistency_loss(parts, images, fg),
         "equivariance": part_losses.equivariance_loss(
             outputs["view_parts"], outputs["warped_parts"], outputs["view_valid"]

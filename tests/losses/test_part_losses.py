@@ -42,23 +42,34 @@ def test_feature_and_visual_losses_equal_the_formula():
 
 def test_contrastive_loss_equals_the_formula():
     z = RNG.normal(size=(3, 4, 5)).astype(np.float32)
-    zv = RNG.normal(size=(3, 4, 5)).astype(np.float32)
     tau = 0.3
-    a = z / np.linalg.norm(z, axis=-1, keepdims=True)
-    av = zv / np.linalg.norm(zv, axis=-1, keepdims=True)
+    a = z.astype(np.float64) / np.linalg.norm(z, axis=-1, keepdims=True)
     losses = []
     for n in range(3):
         for k in range(4):
-            pos = np.exp(a[n, k] @ av[n, k] / tau)
             neg = sum(
-                np.exp(a[n, k] @ a[i, j] / tau)
-                for i in range(3)
-                for j in range(4)
-                if i != n and j != k
+                np.exp(a[n, k] @ a[m, j] / tau) for m in range(3) for j in range(4) if j != k
             )
-            losses.append(-np.log(pos / (pos + neg)))
-    got = jax.jit(parts.contrastive_loss, static_argnums=2)(z, zv, tau)
+            for i in range(3):
+                if i != n:
+                    pos = np.exp(a[n, k] @ a[i, k] / tau)
+                    losses.append(-np.log(pos / (pos + neg)))
+    got = jax.jit(parts.contrastive_loss, static_argnums=1)(z, tau)
     assert float(got) == pytest.approx(np.mean(losses), rel=1e-5)
+
+
+def test_contrastive_loss_prefers_parts_consistent_across_images():
+    base = RNG.normal(size=(1, 4, 8))
+    consistent = base + 0.05 * RNG.normal(size=(5, 4, 8))
+    shuffled = np.stack([row[RNG.permutation(4)] for row in consistent])
+    assert float(parts.contrastive_loss(consistent, 0.2)) < float(
+        parts.contrastive_loss(shuffled, 0.2)
+    )
+
+
+def test_contrastive_loss_needs_two_images():
+    with pytest.raises(ValueError, match=">= 2 images"):
+        parts.contrastive_loss(np.ones((1, 4, 3), np.float32), 0.1)
 
 
 def test_equivariance_loss_is_symmetric_kl_and_zero_for_equal_masks():
