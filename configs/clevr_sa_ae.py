@@ -86,9 +86,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         )
         config.evaluation.update(every_steps=500, heldout_examples=256)
     elif preset == "quick":
-        # A smoke run for a 2-core CPU (about 2 minutes quiet): 64x64 scenes of 2-4 objects, 5 slots,
-        # 3x3 convolutions of 32 channels, 400 steps of batch 8. It shows the loss falling and
-        # the first slot masks, not the paper's segmentation quality.
+        # A smoke run for a 2-core CPU (about 2 minutes on a quiet one): 64x64 scenes of 2-4
+        # objects, 5 slots, 3x3 convolutions of 32 channels, 400 steps of batch 8. It shows the
+        # loss falling and the first slot masks, not the paper's segmentation quality.
         config.data.resolution = 64
         config.data.max_objects = 4
         config.data.clevr_like.update(

@@ -47,9 +47,7 @@ def test_contrastive_loss_equals_the_formula():
     losses = []
     for n in range(3):
         for k in range(4):
-            neg = sum(
-                np.exp(a[n, k] @ a[m, j] / tau) for m in range(3) for j in range(4) if j != k
-            )
+            neg = sum(np.exp(a[n, k] @ a[m, j] / tau) for m in range(3) for j in range(4) if j != k)
             for i in range(3):
                 if i != n:
                     pos = np.exp(a[n, k] @ a[i, k] / tau)

@@ -6,6 +6,7 @@ ocjax without torch, converted, and run in JAX next to timm's forward pass.
 """
 
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -29,6 +30,13 @@ TIMM = {
     "dinov2_vits14_reg4": "vit_small_patch14_reg4_dinov2",
     "dinov2_vitb14_reg4": "vit_base_patch14_reg4_dinov2",
 }
+
+
+@pytest.fixture(autouse=True)
+def _delete_weight_files(tmp_path):
+    """Each test's weight files (up to 1.3 GB for a ViT-B) go once it ends."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def _timm_model(architecture: str, grid: int, seed: int = 0) -> torch.nn.Module:
