@@ -95,7 +95,13 @@ def _start(
     base = dict(
         os.environ,
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes}",
+        # Unoptimised XLA and a compilation cache shared by the runs: compiling is most of
+        # the time of these tiny runs.
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes} "
+        "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+        JAX_COMPILATION_CACHE_DIR=str(setup["root"] / "jax_cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
         PYTHONPATH=str(REPO),
         RECORD=str(record),
         **env,
@@ -127,9 +133,15 @@ def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[i
     """Return codes, stdouts and stderrs of processes once all have ended."""
     results = []
     deadline = time.monotonic() + timeout
-    for proc in procs:
-        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        results.append((proc.returncode, out, err))
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return results
 
 
@@ -234,7 +246,7 @@ def test_sigterm_to_one_host_checkpoints_the_same_step_on_both_and_resumes(runs)
 
 
 @pytest.mark.slow
-def test_a_killed_process_ends_the_other_with_an_error(runs, tmp_path):
+def test_a_killed_process_ends_the_other_within_the_heartbeat_timeout(runs, tmp_path):
     procs = _start(
         runs,
         tmp_path / "run",
@@ -244,10 +256,14 @@ def test_a_killed_process_ends_the_other_with_an_error(runs, tmp_path):
         SIGNAL_PROCESS="1",
         SIGNAL=str(int(signal.SIGKILL)),
     )
-    procs[1].wait(timeout=240)
-    killed = time.monotonic()
-    ((code, _, err),) = _finish(procs[:1], timeout=60)
+    try:
+        procs[1].wait(timeout=240)
+    finally:
+        killed = time.monotonic()
+        ((code, _, err),) = _finish(procs[:1], timeout=60)
     waited = time.monotonic() - killed
     assert procs[1].returncode == -signal.SIGKILL
-    assert code not in (0, None) and waited < 60, (code, waited, err)
-    assert "ocjax: error:" in err and "process" in err, err
+    # JAX's heartbeat (OCJAX_HEARTBEAT_TIMEOUT=10) notices the lost process and aborts.
+    assert code not in (0, None) and waited < 60, (code, waited, err[-2000:])
+    assert "JAX distributed service detected fatal errors" in err, err[-2000:]
+    assert "another task died" in err
