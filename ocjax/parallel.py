@@ -2,7 +2,8 @@
 
 Parameters are replicated; every batch is split along its leading axis over the `data`
 axis of a `jax.sharding.Mesh`. The same code serves one CPU, N fake CPU devices
-(`XLA_FLAGS=--xla_force_host_platform_device_count=N`), a GPU and a multi-host TPU pod.
+(`XLA_FLAGS=--xla_force_host_platform_device_count=N`), a GPU and a multi-host TPU pod,
+whose processes connect as the `OCJAX_*` variables of `ENVIRONMENT` say.
 """
 
 import os
@@ -17,7 +18,7 @@ DATA_AXIS = "data"
 
 # How the processes of a multi-host job find each other (see launch/ and README).
 ENVIRONMENT = {
-    "OCJAX_DISTRIBUTED": "1: call jax.distributed.initialize() (also implied by OCJAX_COORDINATOR)",
+    "OCJAX_DISTRIBUTED": "1: connect through jax.distributed.initialize() (or a coordinator)",
     "OCJAX_COORDINATOR": "host:port of process 0 (unset: JAX detects it on TPU pods and Slurm)",
     "OCJAX_NUM_PROCESSES": "how many processes the job has (with OCJAX_COORDINATOR)",
     "OCJAX_PROCESS_ID": "this process's index, 0 to OCJAX_NUM_PROCESSES - 1",
