@@ -3,6 +3,8 @@
 #   sbatch launch/gpu_slurm.sh CONFIG WORKDIR [--config.KEY=VALUE ...]
 #   sbatch launch/gpu_slurm.sh configs/clevr_sa_ae.py runs/sa_ae --config.model.dtype=bfloat16
 # The job's Python needs ocjax and JAX's CUDA plugin, once: pip install -e ".[tf]" "jax[cuda12]"
+# Several nodes: sbatch --nodes=N --ntasks-per-node=1 launch/gpu_slurm.sh ... (one process per
+# node; they find each other through Slurm's variables, see OCJAX_DISTRIBUTED below).
 #SBATCH --job-name=ocjax
 #SBATCH --gres=gpu:1
 #SBATCH --cpus-per-task=16
@@ -25,6 +27,19 @@ A preempted or resubmitted job resumes from the latest checkpoint in WORKDIR.
 Environment: PYTHON (default python) runs ocjax; OCJAX_DATA_DIR (default
 ~/tensorflow_datasets) holds the datasets; XLA_PYTHON_CLIENT_MEM_FRACTION (default 0.9).
 Install once: pip install -e ".[tf]" "jax[cuda12]"
+
+Several nodes (sbatch --nodes=N --ntasks-per-node=1): with more than one Slurm task this
+sets OCJAX_DISTRIBUTED=1, and JAX finds the coordinator and each task's index from Slurm.
+Each process reads its block of every global batch; only process 0 writes logs; SIGTERM to
+any task stops all after the next step, with a checkpoint of that step. Read by
+ocjax/parallel.py (tests/training/test_multihost.py runs two processes with them):
+  OCJAX_COORDINATOR, OCJAX_NUM_PROCESSES, OCJAX_PROCESS_ID
+      host:port of process 0, the number of processes, this one's index: set all three
+      per process to connect processes without Slurm's help.
+  OCJAX_INIT_TIMEOUT (300), OCJAX_HEARTBEAT_TIMEOUT (100), OCJAX_SHUTDOWN_TIMEOUT (300)
+      seconds to wait for all processes to connect; of silence after which a process
+      counts as dead, ending the others with JAX's "detected fatal errors" abort; that an
+      exiting process waits for the others.
 EOF
   exit 2
 }
@@ -44,5 +59,9 @@ fi
 export OCJAX_DATA_DIR="${OCJAX_DATA_DIR:-$HOME/tensorflow_datasets}"
 # Let XLA use most of the GPU memory up front (the default is 75%).
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}"
+# One process per Slurm task; with several, JAX connects them through Slurm's variables.
+if [[ "${SLURM_NTASKS:-1}" -gt 1 ]]; then
+  export OCJAX_DISTRIBUTED=1
+fi
 # The job resumes from the latest checkpoint in $workdir if it was preempted.
 srun "${PYTHON:-python}" -m ocjax.main --config "$config" --workdir "$workdir" ${@+"$@"}

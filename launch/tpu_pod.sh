@@ -16,9 +16,11 @@ install  copies this checkout (the files git tracks, plus new files it does not 
          every host of the TPU VM and runs pip install -e on it with "jax[tpu]"; run it
          again after changing the code.
 train    runs python -m ocjax.main on every host at once (OCJAX_DISTRIBUTED=1: the hosts
-         find each other through jax.distributed.initialize()); each host reads its slice of
-         every global batch and only host 0 writes logs and images. WORKDIR must be shared
-         by all hosts, e.g. gs://BUCKET/runs/NAME; a rerun resumes from its checkpoint.
+         find each other through jax.distributed.initialize()); each host reads its block
+         of every global batch and only host 0 writes logs and images. WORKDIR must be
+         shared by all hosts, e.g. gs://BUCKET/runs/NAME; a rerun resumes from its
+         checkpoint. A preempted host (SIGTERM) stops every host after the next step, with
+         a checkpoint of that step.
 
   TPU_NAME, ZONE   as in: gcloud compute tpus tpu-vm ssh TPU_NAME --zone ZONE
   CONFIG           a config file of this checkout and optional preset, e.g. configs/clevr_sa_ae.py
@@ -26,6 +28,15 @@ train    runs python -m ocjax.main on every host at once (OCJAX_DISTRIBUTED=1: t
 
 Environment: OCJAX_REMOTE_DIR (default ocjax, under the home directory of each host) is
 where the checkout goes; OCJAX_EXTRAS (e.g. tf) adds ocjax's pip extras at install.
+How the hosts find each other (read by ocjax/parallel.py; tests/training/test_multihost.py
+runs two processes on one machine with them):
+  OCJAX_COORDINATOR, OCJAX_NUM_PROCESSES, OCJAX_PROCESS_ID
+      host:port of process 0, the number of processes, this one's index. Not needed on
+      TPU VMs, where JAX finds them itself; set all three elsewhere (per host).
+  OCJAX_INIT_TIMEOUT (300), OCJAX_HEARTBEAT_TIMEOUT (100), OCJAX_SHUTDOWN_TIMEOUT (300)
+      seconds to wait for all hosts to connect; of silence after which a host counts as
+      dead, ending the others with JAX's "detected fatal errors" abort; that an exiting
+      host waits for the others. Set here, they are passed on to every host.
 EOF
   exit 2
 }
@@ -78,7 +89,11 @@ fi
 if [[ "$workdir" != gs://* ]]; then
   echo "tpu_pod.sh: note: WORKDIR $workdir is not a gs:// path; every host must see the same one." >&2
 fi
-command="cd $(printf %q "$remote") && OCJAX_DISTRIBUTED=1 python3 -m ocjax.main"
+command="cd $(printf %q "$remote") && OCJAX_DISTRIBUTED=1"
+for name in OCJAX_INIT_TIMEOUT OCJAX_HEARTBEAT_TIMEOUT OCJAX_SHUTDOWN_TIMEOUT; do
+  if [[ -n "${!name:-}" ]]; then command+=" $name=$(printf %q "${!name}")"; fi
+done
+command+=" python3 -m ocjax.main"
 command+=" --config $(printf %q "$config") --workdir $(printf %q "$workdir")"
 for arg in ${@+"$@"}; do
   command+=" $(printf %q "$arg")"

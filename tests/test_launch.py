@@ -144,3 +144,39 @@ def test_tpu_pod_train_runs_ocjax_on_every_host(stubs):
         "--workdir gs://bucket/runs/sa\\ ae --config.model.dtype=bfloat16"
     )
     assert "--worker=all" in log.read_text()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_document_the_variables_that_connect_hosts(script):
+    from ocjax.parallel import ENVIRONMENT
+
+    text = (REPO / script).read_text()
+    assert [name for name in ENVIRONMENT if name not in text] == []
+    assert "tests/training/test_multihost.py" in text
+
+
+def test_tpu_pod_train_passes_the_timeouts_on(stubs):
+    env, log = stubs
+    env = {**env, "OCJAX_HEARTBEAT_TIMEOUT": "30", "OCJAX_SHUTDOWN_TIMEOUT": "60"}
+    result = _run(
+        "launch/tpu_pod.sh", "train", "t", "z", "configs/clevr_sa_ae.py", "gs://b/r", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    command = log.read_text().split("\n")[-2]
+    assert command.startswith(
+        "cd ocjax && OCJAX_DISTRIBUTED=1 OCJAX_HEARTBEAT_TIMEOUT=30 OCJAX_SHUTDOWN_TIMEOUT=60 "
+        "python3 -m ocjax.main "
+    )
+
+
+@pytest.mark.parametrize("tasks, distributed", [("1", ""), ("4", "1")])
+def test_gpu_slurm_connects_the_processes_of_several_tasks(stubs, tasks, distributed):
+    env, log = stubs
+    srun = pathlib.Path(env["PATH"].split(os.pathsep)[0]) / "srun"
+    srun.write_text(
+        '#!/usr/bin/env bash\necho "OCJAX_DISTRIBUTED=${OCJAX_DISTRIBUTED:-}" > "$STUB_LOG"\n'
+    )
+    env = {**env, "SLURM_NTASKS": tasks, "OCJAX_DISTRIBUTED": ""}
+    result = _run("launch/gpu_slurm.sh", "configs/clevr_sa_ae.py", "runs/x", env=env)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text() == f"OCJAX_DISTRIBUTED={distributed}\n"

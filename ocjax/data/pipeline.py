@@ -118,15 +118,15 @@ def training_batches(
 ) -> grain.MapDataset:
     """Infinite dataset, reshuffled every epoch, whose item `step` is this host's batch `step`.
 
-    `batch_size` is the per-host batch. Host h reads elements h, h + P, h + 2P, ... of the
-    shuffled stream (P hosts), so the hosts' batches at a step partition one global batch.
-    Random preprocessing draws from a generator seeded by `seed` and the element's position
-    in the stream, so every epoch sees new augmentations.
+    `batch_size` is the per-host batch. Global batch `step` is elements `step * G` to
+    `(step + 1) * G - 1` of the shuffled stream (G = P hosts x `batch_size`); host h reads
+    its h-th contiguous block of `batch_size` (see `_host_blocks`), so the global batch is
+    the same for any number of hosts. Random preprocessing draws from a generator seeded by
+    `seed` and the element's position in the stream, so every epoch sees new augmentations.
     """
     ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-    ds = ds[process_index::process_count]
     ds = ds.random_map(preprocess) if preprocess.is_random else ds.map(preprocess)
-    return ds.batch(batch_size, drop_remainder=True)
+    return _host_blocks(ds, batch_size, process_index, process_count)
 
 
 def evaluation_batches(
@@ -141,7 +141,8 @@ def evaluation_batches(
     """Finite dataset of `[batch_size, ...]` batches covering each example once.
 
     The example count is padded up to a whole number of global batches with
-    zero-filled rows whose `valid` is False, so every host runs the same number of steps.
+    zero-filled rows whose `valid` is False, so every host runs the same number of steps;
+    host h reads the h-th block of `batch_size` of each global batch (see `_host_blocks`).
     """
     num_examples = len(source) if max_examples is None else min(max_examples, len(source))
     global_batch = batch_size * process_count
@@ -151,8 +152,16 @@ def evaluation_batches(
     def load(index: int) -> Batch:
         return preprocess(source[index]) if index < num_examples else blank
 
-    ds = grain.MapDataset.range(num_padded)[process_index::process_count]
-    return ds.map(load).batch(batch_size, drop_remainder=True)
+    ds = grain.MapDataset.range(num_padded).map(load)
+    return _host_blocks(ds, batch_size, process_index, process_count)
+
+
+def _host_blocks(
+    ds: grain.MapDataset, batch_size: int, process_index: int, process_count: int
+) -> grain.MapDataset:
+    """Host `process_index`'s batches `[batch_size, ...]` of `ds`: its block of every global
+    batch of `process_count * batch_size` consecutive elements (only those are loaded)."""
+    return ds.batch(batch_size, drop_remainder=True)[process_index::process_count]
 
 
 def iterate(

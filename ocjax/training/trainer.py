@@ -283,7 +283,7 @@ def train_and_evaluate(
         unit="step",
     )
     tick, tick_step = time.perf_counter(), start
-    with StopRequest() as stop:
+    with StopRequest(exp.mesh) as stop:
         for step in range(start + 1, exp.num_steps + 1):
             state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
             window.append(metrics)
@@ -313,13 +313,14 @@ def train_and_evaluate(
             if exp.heldout_data is not None and step % config.evaluation.every_steps == 0:
                 heldout = compute_metrics(exp, state, exp.heldout_data, probe=False)
                 writer.scalars(step, {f"eval/{k}": v for k, v in heldout.items()})
-            if stop.signum is not None and step < exp.num_steps:
+            signum = stop.poll()  # The same on every host.
+            if signum is not None and step < exp.num_steps:
                 progress.close()
                 if manager.latest_step() != step:
                     checkpoint.save(manager, state)
                 manager.wait_until_finished()
                 writer.close()
-                raise Interrupted(stop.signum, step, workdir)
+                raise Interrupted(signum, step, workdir)
     progress.close()
     warn_if_recompiled(exp.train_step, "train_step")
     manager.wait_until_finished()
@@ -541,10 +542,10 @@ def evaluate(
     step = int(jax.device_get(state.step))
     split = exp.config.evaluation.split
     results = {"step": step, "split": split, **compute_metrics(exp, state, exp.eval_data)}
+    pictures = _pictures(exp, state, limit=exp.config.evaluation.num_images)  # On every host.
     if jax.process_index() == 0:
         root = files.workdir_path(workdir)
         files.write_text(root / "eval.json", json.dumps(results, indent=2))
-        pictures = _pictures(exp, state, limit=exp.config.evaluation.num_images)
         for name, picture in pictures.items():
             visualize.save_png(root / "images" / (name.replace("/", "_") + ".png"), picture)
         if writer is not None:

@@ -64,6 +64,11 @@ def np_stable_angle(psi, eps=1e-8):
     return np.angle(np.where(np.abs(psi.imag) < eps, psi.real + 1j * eps, psi))
 
 
+def np_angle(psi, eps=1e-8):
+    """ocjax's phase: exact, except that an exactly real ψ gets imaginary part +eps."""
+    return np.angle(np.where(psi.imag == 0, psi.real + 1j * eps, psi))
+
+
 def np_layer_norm(m, scale, bias):
     """LayerNorm over the last axis."""
     mean, var = m.mean(-1, keepdims=True), m.var(-1, keepdims=True)
@@ -75,7 +80,7 @@ def np_complex_layer(z, f_w, p, activation=True, stats=None):
     LayerNorm (dense) + ReLU."""
     psi = f_w(z.real) + 1j * f_w(z.imag)
     m_psi = np.abs(psi) + p["magnitude_bias"]
-    phi = np_stable_angle(psi) + p["phase_bias"]
+    phi = np_angle(psi) + p["phase_bias"]
     chi = f_w(np.abs(z)) + p["magnitude_bias"]
     m = 0.5 * m_psi + 0.5 * chi
     if activation and m.ndim == 2:
@@ -254,15 +259,40 @@ def test_output_layer_has_the_activation(model_cls):
     assert params["enc_linear"]["norm"].keys() == {"scale", "bias"}  # LayerNorm on dense.
 
 
-def test_safe_angle_is_the_official_stable_angle():
+def test_safe_angle_nudges_only_exactly_real_values():
     re = np.array([1.0, -1.0, 0.0, 1e-9, -2.0, 3.0, 0.0], np.float32)
     im = np.array([0.0, 0.0, 0.0, 0.0, 5e-9, -1.0, -1e-9], np.float32)
-    expected = np_stable_angle(re.astype(np.float64) + 1j * im.astype(np.float64))
+    psi = re.astype(np.float64) + 1j * im.astype(np.float64)
+    expected = np_angle(psi)
     np.testing.assert_allclose(safe_angle(jnp.asarray(re), jnp.asarray(im)), expected, atol=1e-6)
+    # Where |Im ψ| < 1e-8 but ψ is not real, the official stable_angle moves the phase.
+    assert np.any(np.abs(np_stable_angle(psi) - expected) > 1.0)
     grads = jax.grad(lambda r, i: jnp.sum(safe_angle(r, i)), argnums=1)(
         jnp.asarray(re), jnp.asarray(im)
     )
-    assert np.all(np.asarray(grads)[np.abs(im) < 1e-8] == 0)  # Replaced values get none.
+    assert np.all(np.asarray(grads)[im == 0] == 0)  # Replaced values get none.
+
+
+def test_safe_angle_is_exact_at_tiny_magnitudes():
+    rng = np.random.default_rng(0)
+    size = 10_000
+    magnitude = 10.0 ** rng.uniform(-12, -6, size)
+    phase = rng.uniform(-np.pi, np.pi, size)
+    re = (magnitude * np.cos(phase)).astype(np.float32)
+    im = (magnitude * np.sin(phase)).astype(np.float32)
+    im[im == 0] = np.float32(1e-13)
+    assert np.mean(np.abs(im) < 1e-8) > 0.3  # Many the official rule would have moved.
+    expected = np.angle(re.astype(np.float64) + 1j * im.astype(np.float64))
+    got = np.asarray(safe_angle(jnp.asarray(re), jnp.asarray(im)), np.float64)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
+
+
+def test_safe_angle_gradient_at_zero_is_finite():
+    grads = jax.grad(lambda r, i: safe_angle(r, i), argnums=(0, 1))(
+        jnp.float32(0.0), jnp.float32(0.0)
+    )
+    assert all(np.isfinite(float(g)) for g in grads)
+    assert float(safe_angle(jnp.float32(0.0), jnp.float32(0.0))) == np.float32(np.pi / 2)
 
 
 def test_phase_biases_get_gradients_from_real_inputs():
