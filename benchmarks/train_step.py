@@ -36,13 +36,16 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from ocjax import parallel
-from ocjax.models import build_model
-from ocjax.profiling import hlo_names, matmul_peak, op_kinds, top_ops
-from ocjax.training import optim
-from ocjax.training.objectives import build_objective
-from ocjax.training.state import create_state
-from ocjax.training.steps import train_step
+# The config files import each other (`configs.coco_dinosaur`), as they do under `python -m`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ocjax import parallel  # noqa: E402
+from ocjax.models import build_model  # noqa: E402
+from ocjax.profiling import hlo_names, matmul_peak, op_kinds, top_ops  # noqa: E402
+from ocjax.training import optim  # noqa: E402
+from ocjax.training.objectives import build_objective  # noqa: E402
+from ocjax.training.state import create_state  # noqa: E402
+from ocjax.training.steps import train_step  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
@@ -68,6 +71,8 @@ def random_batch(config, batch_size: int) -> dict[str, np.ndarray]:
         "pixel_valid": np.ones((batch_size, res, res), bool),
         "valid": np.ones(batch_size, bool),
     }
+    if config.objective.name == "part_discovery":  # The object's mask is an input.
+        batch["foreground"] = batch["segmentation"] > 0
     if config.data.get("views") is not None:
         size = config.data.views.size
         for view in ("view_a", "view_b"):
