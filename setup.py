@@ -36,7 +36,7 @@ setuptools.setup(
         # (ocjax itself reads the files without torch).
         "test": [
             "pytest>=8.0",
-            # pytest.ini runs the suite on up to 4 worker processes (most tests compile on one core).
+            # pytest.ini runs the suite on up to 2 worker processes (most tests compile on one core).
             "pytest-xdist>=3.5",
             "chex>=0.1.87",
             "scikit-image>=0.22",
