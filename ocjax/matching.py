@@ -15,6 +15,7 @@ approximation, fully on the device). ``SOLVERS`` names them for configs and
 soft, differentiable transport plan behind ``sinkhorn_assignment``.
 """
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -79,11 +80,15 @@ def permutation_matrix(assignment: jax.Array, num_cols: int) -> jax.Array:
     return jax.nn.one_hot(assignment, num_cols)
 
 
-ANNEALED_SHARE = 0.75  # Share of Sinkhorn's iterations spent lowering the temperature.
+ANNEALED_SHARE = 0.75  # Share of `sinkhorn_assignment`'s iterations spent lowering ε.
+ANNEALING_ITERATIONS = 40  # Iterations `sinkhorn` spends lowering ε before it checks convergence.
 
 
-def _check_sinkhorn_options(temperature: float, num_iterations: int) -> None:
-    """Raise unless `temperature` is a static float > 0 and `num_iterations` an int >= 1."""
+def _check_sinkhorn_options(
+    temperature: float, num_iterations: int, tolerance: float = 0.0
+) -> None:
+    """Raise unless `temperature` is a static float > 0, `num_iterations` an int >= 1 and
+    `tolerance` a float >= 0."""
     if isinstance(temperature, jax.core.Tracer) or not float(temperature) > 0:
         raise ValueError(
             f"sinkhorn's temperature must be a static Python float > 0, got {temperature!r}; "
@@ -96,59 +101,152 @@ def _check_sinkhorn_options(temperature: float, num_iterations: int) -> None:
         or num_iterations < 1
     ):
         raise ValueError(
-            f"num_iterations must be a static Python int >= 1, got {num_iterations!r}; e.g. 50."
+            f"the number of iterations must be a static Python int >= 1, got {num_iterations!r}; "
+            "e.g. 50."
+        )
+    if isinstance(tolerance, jax.core.Tracer) or not float(tolerance) >= 0:
+        raise ValueError(
+            f"sinkhorn's tolerance must be a static Python float >= 0, got {tolerance!r}; "
+            "e.g. 1e-5 (0 runs every iteration)."
         )
 
 
-def _sinkhorn_log_plan(cost: jax.Array, temperature: float, num_iterations: int) -> jax.Array:
-    """Log of the entropic transport plan `[..., n, m]` for cost `[..., n, m]` (see `sinkhorn`).
-
-    ε-scaling: the temperature starts at each problem's cost range and falls geometrically to
-    `temperature` over the first `ANNEALED_SHARE` of the iterations; the rest run at
-    `temperature`. The potentials carry over, so a small temperature converges in tens of
-    iterations instead of thousands.
-    """
+def _square(cost: jax.Array) -> jax.Array:
+    """Cost `[..., n, m]` zero-padded to `[..., s, s]`, s = max(n, m), in a float dtype."""
     *batch_shape, n, m = cost.shape
     size = max(n, m)
     padding = [(0, 0)] * len(batch_shape) + [(0, size - n), (0, size - m)]
-    float_dtype = jnp.promote_types(cost.dtype, jnp.float32)
-    padded = jnp.pad(cost.astype(float_dtype), padding)
-    spread = jax.lax.stop_gradient(jnp.max(padded, axis=(-2, -1)) - jnp.min(padded, axis=(-2, -1)))
-    start = jnp.maximum(spread, temperature)[..., None]
-    annealed = max(1, int(ANNEALED_SHARE * num_iterations))
+    return jnp.pad(cost.astype(jnp.promote_types(cost.dtype, jnp.float32)), padding)
 
-    def update(i: int, potentials: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        # Potentials in cost units: f_i, g_j with plan_ij = exp((f_i + g_j - C_ij) / eps).
-        eps = jnp.maximum(start * (temperature / start) ** (i / annealed), temperature)
-        row = potentials[0]
+
+def _sinkhorn_potentials(
+    padded: jax.Array,
+    temperature: float,
+    annealing_iterations: int,
+    max_iterations: int,
+    tolerance: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Dual potentials `f, g` `[..., s]` of the entropic plan for a square cost `[..., s, s]`.
+
+    The plan is `exp((f_i + g_j - C_ij) / temperature)`, with unit row and column sums.
+    ε-scaling: the temperature starts at each problem's cost range and falls geometrically to
+    `temperature` over `annealing_iterations`; the potentials carry over, so a small
+    temperature converges in tens of iterations instead of thousands. Then the updates run
+    at `temperature` until every column sum is within `tolerance` of 1 (rows are exact after
+    each update) or `max_iterations` iterations have run in all.
+    """
+    batch_shape, size = padded.shape[:-2], padded.shape[-1]
+    spread = jnp.max(padded, axis=(-2, -1)) - jnp.min(padded, axis=(-2, -1))
+    start = jnp.maximum(spread, temperature)[..., None]
+
+    def update(i: jax.Array, row: jax.Array) -> tuple[jax.Array, jax.Array]:
+        eps = jnp.maximum(start * (temperature / start) ** (i / annealing_iterations), temperature)
         col = -eps * jax.nn.logsumexp((row[..., :, None] - padded) / eps[..., None], axis=-2)
         row = -eps * jax.nn.logsumexp((col[..., None, :] - padded) / eps[..., None], axis=-1)
         return row, col
 
-    zeros = jnp.zeros((*batch_shape, size), float_dtype)
-    row, col = jax.lax.fori_loop(0, num_iterations, update, (zeros, zeros))
-    log_plan = (row[..., :, None] + col[..., None, :] - padded) / temperature
-    return log_plan[..., :n, :m]
+    def column_error(row: jax.Array, col: jax.Array) -> jax.Array:
+        log_plan = (row[..., :, None] + col[..., None, :] - padded) / temperature
+        return jnp.max(jnp.abs(jnp.exp(jax.nn.logsumexp(log_plan, axis=-2)) - 1.0), initial=0.0)
+
+    def keep_going(state: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+        i, row, col = state
+        if tolerance == 0:  # Static: run every iteration, skip the check.
+            return i < max_iterations
+        unfinished = (i < annealing_iterations) | (column_error(row, col) > tolerance)
+        return (i < max_iterations) & unfinished
+
+    def step(state: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+        i, row, _ = state
+        return (i + 1, *update(i, row))
+
+    zeros = jnp.zeros((*batch_shape, size), padded.dtype)
+    _, row, col = jax.lax.while_loop(keep_going, step, (jnp.asarray(0), zeros, zeros))
+    return row, col
 
 
-def sinkhorn(cost: jax.Array, temperature: float = 0.05, num_iterations: int = 50) -> jax.Array:
+def _log_plan(padded: jax.Array, row: jax.Array, col: jax.Array, temperature: float) -> jax.Array:
+    """Log plan `[..., s, s]` from a square cost and its potentials `[..., s]`."""
+    return (row[..., :, None] + col[..., None, :] - padded) / temperature
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _converged_plan(
+    padded: jax.Array, temperature: float, max_iterations: int, tolerance: float
+) -> jax.Array:
+    """Entropic plan `[..., s, s]` of a square cost, differentiated implicitly at convergence."""
+    row, col = _sinkhorn_potentials(
+        padded, temperature, ANNEALING_ITERATIONS, max_iterations, tolerance
+    )
+    return jnp.exp(_log_plan(padded, row, col, temperature))
+
+
+def _converged_plan_forward(
+    padded: jax.Array, temperature: float, max_iterations: int, tolerance: float
+) -> tuple[jax.Array, jax.Array]:
+    """Forward pass of `_converged_plan`; the plan is the only residual."""
+    plan = _converged_plan(padded, temperature, max_iterations, tolerance)
+    return plan, plan
+
+
+def _converged_plan_backward(
+    temperature: float, max_iterations: int, tolerance: float, plan: jax.Array, grad: jax.Array
+) -> tuple[jax.Array]:
+    """Cost gradient `[..., s, s]` by the implicit function theorem at the fixed point.
+
+    With `P = exp((f + g - C) / ε)` and unit marginals, a change dC moves the potentials by
+    `K [df; dg] = [(P ∘ dC) 1; (P ∘ dC)ᵀ 1]`, `K = [[diag(P 1), P], [Pᵀ, diag(Pᵀ 1)]]`. K is
+    symmetric with null space `(1, -1)` (a constant moved from f to g), orthogonal to the
+    right-hand side, so `K + n nᵀ` (n the unit null vector) is solved instead. Then
+    `dL/dC = P ∘ (u_i + v_j - G_ij) / ε` with `[u; v]` the solution for `h = [(G ∘ P) 1;
+    (G ∘ P)ᵀ 1]`.
+    """
+    size = plan.shape[-1]
+    weighted = grad * plan
+    rhs = jnp.concatenate([weighted.sum(-1), weighted.sum(-2)], axis=-1)
+    top = jnp.concatenate([jnp.vectorize(jnp.diag, signature="(s)->(s,s)")(plan.sum(-1)), plan], -1)
+    bottom = jnp.concatenate(
+        [jnp.swapaxes(plan, -1, -2), jnp.vectorize(jnp.diag, signature="(s)->(s,s)")(plan.sum(-2))],
+        -1,
+    )
+    null = jnp.concatenate([jnp.ones(size), -jnp.ones(size)]).astype(plan.dtype) / np.sqrt(2 * size)
+    system = jnp.concatenate([top, bottom], -2) + null[:, None] * null[None, :]
+    solution = jnp.linalg.solve(system, rhs[..., None])[..., 0]
+    u, v = solution[..., :size], solution[..., size:]
+    return (plan * (u[..., :, None] + v[..., None, :] - grad) / temperature,)
+
+
+_converged_plan.defvjp(_converged_plan_forward, _converged_plan_backward)
+
+
+def sinkhorn(
+    cost: jax.Array,
+    temperature: float = 0.05,
+    tolerance: float = 1e-5,
+    max_iterations: int = 5_000,
+) -> jax.Array:
     """Entropic soft assignment: cost `[..., n, m]` -> transport plan `[..., n, m]`.
 
-    Log-domain Sinkhorn with a fixed number of iterations, so it jits and is
-    differentiable with respect to `cost`. Every row and every column has
-    capacity 1: the cost is padded with zero-cost dummy rows (n < m) or
-    columns (n > m) to a square `max(n, m)` problem with uniform marginals,
-    and the dummy part of the plan is dropped. When n <= m every row of the
-    plan sums to 1 exactly and every column to at most 1 (up to convergence;
-    the columns sum to n in total); when n > m the columns sum to 1 (up to
-    convergence) and the rows to at most 1. A constant shift of all costs
-    leaves the plan unchanged. `temperature` (static, > 0) is in cost units:
-    the smaller, the closer the plan is to the min-cost permutation and the
-    more iterations it needs.
+    Log-domain Sinkhorn with ε-scaling, run until the plan's column sums are within
+    `tolerance` of their target (or `max_iterations`); it jits, and the gradient with respect
+    to `cost` is the implicit one of the converged plan (no backpropagation through the
+    iterations, so memory does not grow with them). Every row and every column has
+    capacity 1: the cost is padded with zero-cost dummy rows (n < m) or columns (n > m) to a
+    square `max(n, m)` problem with uniform marginals, and the dummy part of the plan is
+    dropped. When n <= m every row of the plan sums to 1 and every column to at most 1 (the
+    columns sum to n in total); when n > m the columns sum to 1 and the rows to at most 1.
+    A constant shift of all costs leaves the plan unchanged. `temperature` (static, > 0) is
+    in cost units: the smaller, the closer the plan is to the min-cost permutation and the
+    more iterations it needs. At the defaults the plan is within 1e-4 of a float64 solver
+    run to convergence on uniform random costs up to 11 x 11 (tests/test_sinkhorn.py).
     """
     cost = _checked_cost("sinkhorn", cost)
-    _check_sinkhorn_options(temperature, num_iterations)
-    return jnp.exp(_sinkhorn_log_plan(cost, float(temperature), num_iterations))
+    _check_sinkhorn_options(temperature, max_iterations, tolerance)
+    n, m = cost.shape[-2:]
+    if min(n, m) == 0:
+        return jnp.zeros(cost.shape, jnp.promote_types(cost.dtype, jnp.float32))
+    plan = _converged_plan(_square(cost), float(temperature), int(max_iterations), float(tolerance))
+    return plan[..., :n, :m]
 
 
 def _greedy_assignment(scores: jax.Array) -> jax.Array:
@@ -184,7 +282,8 @@ def sinkhorn_assignment(
 ) -> jax.Array:
     """Approximate min-cost assignment: cost `[..., n, m]` -> int32 `[..., n]` (-1: none).
 
-    Runs `sinkhorn` and reads the plan out greedily: min(n, m) times, the
+    Runs exactly `num_iterations` Sinkhorn iterations as in `sinkhorn` (the first 75 %
+    ε-scaled) and reads the plan out greedily: min(n, m) times, the
     largest plan entry among free rows and free columns is taken (ties: the
     lowest row, then column). The result is always one-to-one, with -1 for the
     n - m rows left over when n > m, and equals the Hungarian assignment when
@@ -196,8 +295,11 @@ def sinkhorn_assignment(
     """
     cost = _checked_cost("sinkhorn_assignment", cost)
     _check_sinkhorn_options(temperature, num_iterations)
-    log_plan = _sinkhorn_log_plan(jax.lax.stop_gradient(cost), float(temperature), num_iterations)
-    return _greedy_assignment(log_plan)
+    n, m = cost.shape[-2:]
+    padded = _square(jax.lax.stop_gradient(cost))
+    annealing = max(1, int(ANNEALED_SHARE * num_iterations))
+    row, col = _sinkhorn_potentials(padded, float(temperature), annealing, num_iterations, 0.0)
+    return _greedy_assignment(_log_plan(padded, row, col, float(temperature))[..., :n, :m])
 
 
 SOLVERS: dict[str, Callable[..., jax.Array]] = {

@@ -11,24 +11,46 @@ import scipy.optimize
 from ocjax.matching import SOLVERS, hungarian, sinkhorn, sinkhorn_assignment, solve
 
 
-def numpy_sinkhorn(cost: np.ndarray, temperature: float, num_iterations: int) -> np.ndarray:
-    """Float64 scaling-form Sinkhorn for one `[n, m]` cost with unit row and column capacities.
+def numpy_sinkhorn(cost: np.ndarray, temperature: float, tolerance: float = 1e-12) -> np.ndarray:
+    """Float64 Sinkhorn plan for costs `[b, n, m]` with unit row and column capacities,
+    converged: scaling iterations, then Newton steps on the log-scalings until every
+    marginal is within `tolerance` of its target.
 
     The n < m (n > m) case adds a single slack row (column) of zero cost that
     carries the |m - n| units of spare capacity, then drops it.
     """
-    n, m = cost.shape
+    cost = np.asarray(cost, np.float64)
+    batch, n, m = cost.shape
     row_mass, col_mass = np.ones(n), np.ones(m)
     if n < m:
-        cost, row_mass = np.vstack([cost, np.zeros((1, m))]), np.append(row_mass, m - n)
+        cost = np.concatenate([cost, np.zeros((batch, 1, m))], axis=1)
+        row_mass = np.append(row_mass, m - n)
     if n > m:
-        cost, col_mass = np.hstack([cost, np.zeros((n, 1))]), np.append(col_mass, n - m)
+        cost = np.concatenate([cost, np.zeros((batch, n, 1))], axis=2)
+        col_mass = np.append(col_mass, n - m)
     kernel = np.exp(-cost / temperature)
-    row_scale = np.ones(len(row_mass))
-    for _ in range(num_iterations):
-        col_scale = col_mass / (kernel.T @ row_scale)
-        row_scale = row_mass / (kernel @ col_scale)
-    return (row_scale[:, None] * kernel * col_scale[None, :])[:n, :m]
+    row_scale = np.ones((batch, len(row_mass)))
+    for _ in range(2_000):
+        col_scale = col_mass / np.einsum("bij,bi->bj", kernel, row_scale)
+        row_scale = row_mass / np.einsum("bij,bj->bi", kernel, col_scale)
+    log_row, log_col = np.log(row_scale), np.log(col_scale)
+    rows = len(row_mass)
+    for _ in range(50):
+        plan = np.exp(log_row)[:, :, None] * kernel * np.exp(log_col)[:, None, :]
+        residual = np.concatenate([plan.sum(2) - row_mass, plan.sum(1) - col_mass], axis=1)
+        if np.abs(residual).max() < tolerance:
+            return plan[:, :n, :m]
+        for item in range(batch):  # Newton: J [dx; dy] = -r, J singular along (1, -1).
+            jacobian = np.block(
+                [
+                    [np.diag(plan[item].sum(1)), plan[item]],
+                    [plan[item].T, np.diag(plan[item].sum(0))],
+                ]
+            )
+            step = np.linalg.lstsq(jacobian, -residual[item], rcond=None)[0]
+            log_row[item] += step[:rows]
+            log_col[item] += step[rows:]
+    raise AssertionError("the float64 reference did not converge")
 
 
 def planted_costs(
@@ -74,10 +96,8 @@ def test_readout_is_one_to_one_on_random_and_tied_costs(n: int, m: int) -> None:
 @pytest.mark.parametrize("n, m", [(4, 4), (3, 5), (5, 3)])
 def test_plan_matches_numpy_reference_and_marginals(n: int, m: int) -> None:
     costs = np.random.default_rng(n * m).random((3, n, m)).astype(np.float32)
-    plan = np.asarray(sinkhorn(jnp.asarray(costs), temperature=0.3, num_iterations=200))
-    for cost, item_plan in zip(costs, plan):
-        reference = numpy_sinkhorn(cost.astype(np.float64), 0.3, 1000)
-        np.testing.assert_allclose(item_plan, reference, atol=2e-5)
+    plan = np.asarray(sinkhorn(jnp.asarray(costs), temperature=0.3))
+    np.testing.assert_allclose(plan, numpy_sinkhorn(costs, 0.3), atol=2e-5)
     rows, cols = plan.sum(axis=2), plan.sum(axis=1)
     if n <= m:
         np.testing.assert_allclose(rows, 1.0, atol=1e-5)
@@ -88,25 +108,40 @@ def test_plan_matches_numpy_reference_and_marginals(n: int, m: int) -> None:
     np.testing.assert_allclose(plan.sum(axis=(1, 2)), min(n, m), rtol=1e-5)
 
 
+@pytest.mark.parametrize("n,m", [(4, 4), (7, 7), (11, 11), (7, 11), (11, 7)])
+def test_default_plan_is_within_1e4_of_the_converged_plan(n: int, m: int) -> None:
+    cost = np.random.default_rng(n * 100 + m).uniform(size=(200, n, m)).astype(np.float32)
+    plan = np.asarray(jax.jit(sinkhorn)(cost))
+    np.testing.assert_allclose(plan, numpy_sinkhorn(cost, 0.05), rtol=0, atol=1e-4)
+
+
 def test_plan_is_invariant_to_a_constant_cost_shift() -> None:
     cost = jnp.asarray(np.random.default_rng(3).random((2, 3, 5)), jnp.float32)
     np.testing.assert_allclose(sinkhorn(cost, 0.2), sinkhorn(cost + 7.0, 0.2), atol=1e-5)
 
 
-def test_gradient_is_finite_and_matches_finite_differences() -> None:
-    rng = np.random.default_rng(4)
-    cost = jnp.asarray(rng.random((3, 4)), jnp.float32)
-    weights = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
-    direction = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+@pytest.mark.parametrize("n, m, temperature", [(3, 4, 0.5), (4, 3, 0.5), (4, 4, 0.1)])
+def test_gradient_equals_finite_differences_of_the_converged_numpy_plan(
+    n: int, m: int, temperature: float
+) -> None:
+    rng = np.random.default_rng(4 + n)
+    cost = rng.random((1, n, m))
+    weights = rng.normal(size=(1, n, m))
 
     def objective(c: jax.Array) -> jax.Array:
-        return jnp.sum(sinkhorn(c, temperature=0.5, num_iterations=100) * weights)
+        return jnp.sum(sinkhorn(c, temperature=temperature, tolerance=1e-7) * weights)
 
-    grad = jax.jit(jax.grad(objective))(cost)
-    assert np.all(np.isfinite(grad)) and np.any(np.abs(grad) > 1e-3)
-    step = 1e-2
-    numeric = (objective(cost + step * direction) - objective(cost - step * direction)) / (2 * step)
-    np.testing.assert_allclose(jnp.sum(grad * direction), numeric, rtol=2e-2, atol=1e-4)
+    grad = np.asarray(jax.jit(jax.grad(objective))(jnp.asarray(cost, jnp.float32)))
+    assert np.all(np.isfinite(grad))
+    numeric = np.zeros_like(cost)
+    step = 1e-5
+    for index in np.ndindex(cost.shape):
+        delta = np.zeros_like(cost)
+        delta[index] = step
+        upper = np.sum(numpy_sinkhorn(cost + delta, temperature) * weights)
+        lower = np.sum(numpy_sinkhorn(cost - delta, temperature) * weights)
+        numeric[index] = (upper - lower) / (2 * step)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=2e-4 * np.abs(numeric).max())
 
 
 def test_jit_vmap_and_registry() -> None:
@@ -136,8 +171,13 @@ def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match="static"):
         jax.jit(sinkhorn)(cost, 0.1)
     for num_iterations in (0, 2.5, True):
-        with pytest.raises(ValueError, match="num_iterations"):
-            sinkhorn(cost, num_iterations=num_iterations)
+        with pytest.raises(ValueError, match="iterations"):
+            sinkhorn(cost, max_iterations=num_iterations)
+        with pytest.raises(ValueError, match="iterations"):
+            sinkhorn_assignment(cost, num_iterations=num_iterations)
+    for tolerance in (-1e-5, float("nan")):
+        with pytest.raises(ValueError, match="tolerance"):
+            sinkhorn(cost, tolerance=tolerance)
     with pytest.raises(ValueError, match="shape"):
         sinkhorn(jnp.zeros(3))
     with pytest.raises(ValueError, match="unknown matching method"):
