@@ -11,16 +11,17 @@ import os
 import sys
 from typing import NoReturn
 
-if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv):  # Before TF is imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only reads data here.
+from ocjax.training import console
+
+if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv):
+    console.quiet_native_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from ocjax import parallel
 from ocjax.data.datasets import DatasetError
-from ocjax.training import console, trainer
+from ocjax.training import trainer
 from ocjax.training.preemption import Interrupted
 
 FLAGS = flags.FLAGS

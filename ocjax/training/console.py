@@ -22,11 +22,16 @@ _LIBRARY_LOGGERS = (
 )
 
 
-def quiet_libraries() -> None:
-    """Silences library logging below ERROR (and TensorFlow's C++ notices) for this process."""
+def quiet_native_logs() -> None:
+    """Silences TensorFlow's and gRPC's C++ notices; call before TensorFlow is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # Its notice ignores the level above.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def quiet_libraries() -> None:
+    """Silences library logging below ERROR (and TensorFlow's C++ notices) for this process."""
+    quiet_native_logs()
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     if not LOGGER.handlers:  # ocjax's warnings keep a plain one-line format.

@@ -129,6 +129,11 @@ def _start(
     ]
 
 
+def _signal(number: int) -> dict[str, str]:
+    """Environment under which process 1 sends itself signal `number` as step 3 begins."""
+    return {"SIGNAL_STEP": "3", "SIGNAL_PROCESS": "1", "SIGNAL": str(int(number))}
+
+
 def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str, str]]:
     """Return codes, stdouts and stderrs of processes once all have ended."""
     results = []
@@ -166,15 +171,7 @@ def runs(tmp_path_factory, data_dir):
     ((code, _, err),) = _finish(_start(setup, root / "one", root / "record_one", 1))
     assert code == 0, err
     stopped = _finish(
-        _start(
-            setup,
-            root / "two",
-            root / "record_stopped",
-            2,
-            SIGNAL_STEP="3",
-            SIGNAL_PROCESS="1",
-            SIGNAL=str(int(signal.SIGTERM)),
-        )
+        _start(setup, root / "two", root / "record_stopped", 2, **_signal(signal.SIGTERM))
     )
     resumed = _finish(_start(setup, root / "two", root / "record_resumed", 2))
     return dict(setup, stopped=stopped, resumed=resumed)
@@ -246,15 +243,7 @@ def test_sigterm_to_one_host_checkpoints_the_same_step_on_both_and_resumes(runs)
 
 @pytest.mark.slow
 def test_a_killed_process_ends_the_other_within_the_heartbeat_timeout(runs, tmp_path):
-    procs = _start(
-        runs,
-        tmp_path / "run",
-        tmp_path / "record",
-        2,
-        SIGNAL_STEP="3",
-        SIGNAL_PROCESS="1",
-        SIGNAL=str(int(signal.SIGKILL)),
-    )
+    procs = _start(runs, tmp_path / "run", tmp_path / "record", 2, **_signal(signal.SIGKILL))
     try:
         procs[1].wait(timeout=240)
     finally:
