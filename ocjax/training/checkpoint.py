@@ -16,15 +16,43 @@ def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(files.workdir_path(workdir) / "checkpoints", options=options)
 
 
+# What a failed write (disk full, quota, permissions, a lost bucket) raises through Orbax.
+_WRITE_ERRORS = (OSError, ValueError, RuntimeError)
+
+
+def _write_failed(manager: ocp.CheckpointManager, error: Exception) -> OSError:
+    """One clear error for a checkpoint write that failed, naming the folder and the cause."""
+    cause = (str(error).splitlines() or [""])[0]
+    if len(cause) > 300:  # Storage errors name the OS reason (e.g. "No space left") at the end.
+        cause = "..." + cause[-200:]
+    latest = manager.latest_step()
+    return OSError(
+        f"Writing a checkpoint in {manager.directory} failed ({type(error).__name__}: {cause}). "
+        "Free disk space (or fix the quota or permissions) and rerun the same command: it "
+        + (f"resumes from step {latest}." if latest is not None else "starts afresh.")
+    )
+
+
 def save(manager: ocp.CheckpointManager, state: Any) -> None:
     """Saves `state` under its step (asynchronously; `wait` before exiting). A save that
-    Orbax declines (e.g. a step already saved by an earlier, longer run) raises."""
+    Orbax declines (e.g. a step already saved by an earlier, longer run) raises, and so does
+    a write that failed (disk full): here or, as writes run in the background, at the next
+    `save` or `wait`."""
     step = int(jax.device_get(state.step))
-    if (
-        not manager.save(step, args=ocp.args.StandardSave(state))
-        and step not in manager.all_steps()
-    ):
+    try:
+        saved = manager.save(step, args=ocp.args.StandardSave(state))
+    except _WRITE_ERRORS as error:
+        raise _write_failed(manager, error) from error
+    if not saved and step not in manager.all_steps():
         raise OSError(f"Orbax did not save step {step} in {manager.directory}.")
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+    """Blocks until every pending save is on disk; a failed write raises one clear OSError."""
+    try:
+        manager.wait_until_finished()
+    except _WRITE_ERRORS as error:
+        raise _write_failed(manager, error) from error
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: Any) -> Any:

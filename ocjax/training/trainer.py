@@ -283,7 +283,7 @@ def train_and_evaluate(
         unit="step",
     )
     tick, tick_step = time.perf_counter(), start
-    with StopRequest(exp.mesh) as stop:
+    with progress, StopRequest(exp.mesh) as stop:  # The bar ends before any error is printed.
         for step in range(start + 1, exp.num_steps + 1):
             state, metrics = exp.train_step(state, parallel.to_global(next(batches), exp.mesh))
             window.append(metrics)
@@ -292,7 +292,7 @@ def train_and_evaluate(
                 summary = _summarise(window)
                 if summary is None:
                     checkpoint.save(manager, state)
-                    manager.wait_until_finished()
+                    checkpoint.wait(manager)
                     bad_step, term = _first_nonfinite(window, step - len(window) + 1)
                     raise NonFiniteLossError(
                         f"Loss term {term!r} became NaN/Inf at step {bad_step}. The last finite "
@@ -315,15 +315,13 @@ def train_and_evaluate(
                 writer.scalars(step, {f"eval/{k}": v for k, v in heldout.items()})
             signum = stop.poll()  # The same on every host.
             if signum is not None and step < exp.num_steps:
-                progress.close()
                 if manager.latest_step() != step:
                     checkpoint.save(manager, state)
-                manager.wait_until_finished()
+                checkpoint.wait(manager)
                 writer.close()
                 raise Interrupted(signum, step, workdir)
-    progress.close()
     warn_if_recompiled(exp.train_step, "train_step")
-    manager.wait_until_finished()
+    checkpoint.wait(manager)
     results = evaluate(exp, state, workdir, writer)
     writer.close()
     if is_lead:

@@ -331,6 +331,56 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(config, tmp_path
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+_FILE_SIZE_LIMITED_MAIN = """
+import resource, signal, sys
+from absl import app
+from ocjax import main
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # A write past the limit fails with EFBIG.
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))
+sys.argv = ["ocjax.main", *sys.argv[2:]]
+app.run(main.main, flags_parser=main.parse_flags)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX file-size limits")
+def test_a_checkpoint_write_that_fails_stops_the_run_with_one_clear_error(config, tmp_path):
+    trainer.train_and_evaluate(config, str(tmp_path / "renders_the_data"))
+    checkpoint_sizes = [
+        p.stat().st_size for p in (tmp_path / "renders_the_data" / "checkpoints").rglob("*")
+    ]
+    limit = max(checkpoint_sizes) // 2  # The logs written before the first checkpoint are smaller.
+    (tmp_path / "tiny.py").write_text(
+        "from tests.conftest import tiny_config\n\n\n"
+        f"def get_config():\n    return tiny_config({config.data.data_dir!r})\n"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FILE_SIZE_LIMITED_MAIN,
+            str(limit),
+            "--config",
+            str(tmp_path / "tiny.py"),
+            "--workdir",
+            str(tmp_path / "full"),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("ocjax: error:")]
+    # Orbax logs its own thread's traceback first; the run ends with ocjax's one error.
+    assert len(errors) == 1 and errors[0] in run.stderr.splitlines()[-3:], run.stderr[-3000:]
+    assert f"Writing a checkpoint in {tmp_path / 'full' / 'checkpoints'} failed" in errors[0]
+    assert "File too large" in errors[0] and "starts afresh" in errors[0]
+    assert not (tmp_path / "full" / "eval.json").exists()  # It stopped, saving nothing.
+    assert [p.name for p in (tmp_path / "full" / "checkpoints").iterdir() if p.name.isdigit()] == []
+
+
 def test_a_different_model_refuses_to_resume(config, tmp_path):
     trainer.train_and_evaluate(config, str(tmp_path))
     config.model.slot_dim = 24
