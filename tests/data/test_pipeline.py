@@ -72,6 +72,26 @@ def test_training_batches_are_a_function_of_seed_and_step(sources):
     assert key(first) == key(second) and not np.array_equal(first, second)
 
 
+def test_memory_cache_gives_the_same_batches_and_is_read_only(sources):
+    assert pipeline.memory_cached(sources["train"], budget_bytes=0) is sources["train"]
+    cached = pipeline.memory_cached(sources["train"])
+    assert isinstance(cached, pipeline.DecodedCache) and len(cached) == 48
+    with pytest.raises(ValueError, match="read-only"):
+        cached[3]["image"][0, 0, 0] = 0
+    views = augment.TwoViewAugment(size=24)
+    for preprocess in (pipeline.ScenePreprocess(4), pipeline.ScenePreprocess(4, views=views)):
+        direct, held = (
+            pipeline.training_batches(
+                sources["train"], preprocess, batch_size=8, seed=5, memory_cache_bytes=budget
+            )
+            for budget in (0, pipeline.MEMORY_CACHE_BYTES)
+        )
+        for step in (0, 9):
+            assert direct[step].keys() == held[step].keys()
+            for key in direct[step]:
+                np.testing.assert_array_equal(held[step][key], direct[step][key], err_msg=key)
+
+
 def test_hosts_partition_the_global_batch(sources):
     whole = _batches(sources, batch_size=8, seed=3)
     parts = [
