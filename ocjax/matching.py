@@ -119,6 +119,11 @@ def _square(cost: jax.Array) -> jax.Array:
     return jnp.pad(cost.astype(jnp.promote_types(cost.dtype, jnp.float32)), padding)
 
 
+def _log_plan(padded: jax.Array, row: jax.Array, col: jax.Array, temperature: float) -> jax.Array:
+    """Log plan `[..., s, s]` from a square cost and its potentials `[..., s]`."""
+    return (row[..., :, None] + col[..., None, :] - padded) / temperature
+
+
 def _sinkhorn_potentials(
     padded: jax.Array,
     temperature: float,
@@ -146,8 +151,8 @@ def _sinkhorn_potentials(
         return row, col
 
     def column_error(row: jax.Array, col: jax.Array) -> jax.Array:
-        log_plan = (row[..., :, None] + col[..., None, :] - padded) / temperature
-        return jnp.max(jnp.abs(jnp.exp(jax.nn.logsumexp(log_plan, axis=-2)) - 1.0), initial=0.0)
+        column_sums = jnp.exp(jax.nn.logsumexp(_log_plan(padded, row, col, temperature), axis=-2))
+        return jnp.max(jnp.abs(column_sums - 1.0), initial=0.0)
 
     def keep_going(state: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
         i, row, col = state
@@ -163,11 +168,6 @@ def _sinkhorn_potentials(
     zeros = jnp.zeros((*batch_shape, size), padded.dtype)
     _, row, col = jax.lax.while_loop(keep_going, step, (jnp.asarray(0), zeros, zeros))
     return row, col
-
-
-def _log_plan(padded: jax.Array, row: jax.Array, col: jax.Array, temperature: float) -> jax.Array:
-    """Log plan `[..., s, s]` from a square cost and its potentials `[..., s]`."""
-    return (row[..., :, None] + col[..., None, :] - padded) / temperature
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -204,11 +204,9 @@ def _converged_plan_backward(
     size = plan.shape[-1]
     weighted = grad * plan
     rhs = jnp.concatenate([weighted.sum(-1), weighted.sum(-2)], axis=-1)
-    top = jnp.concatenate([jnp.vectorize(jnp.diag, signature="(s)->(s,s)")(plan.sum(-1)), plan], -1)
-    bottom = jnp.concatenate(
-        [jnp.swapaxes(plan, -1, -2), jnp.vectorize(jnp.diag, signature="(s)->(s,s)")(plan.sum(-2))],
-        -1,
-    )
+    diag = jnp.vectorize(jnp.diag, signature="(s)->(s,s)")
+    top = jnp.concatenate([diag(plan.sum(-1)), plan], -1)
+    bottom = jnp.concatenate([jnp.swapaxes(plan, -1, -2), diag(plan.sum(-2))], -1)
     null = jnp.concatenate([jnp.ones(size), -jnp.ones(size)]).astype(plan.dtype) / np.sqrt(2 * size)
     system = jnp.concatenate([top, bottom], -2) + null[:, None] * null[None, :]
     solution = jnp.linalg.solve(system, rhs[..., None])[..., 0]

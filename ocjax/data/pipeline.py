@@ -138,7 +138,7 @@ class DecodedCache:
 
 
 def _read_only(tree: Any) -> Any:
-    """`tree` with every numpy array marked read-only (nested dicts and lists kept)."""
+    """`tree` with every numpy array in it (nested dicts included) marked read-only."""
     if isinstance(tree, Mapping):
         return {key: _read_only(value) for key, value in tree.items()}
     if isinstance(tree, np.ndarray):
