@@ -40,6 +40,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocjax import parallel  # noqa: E402
+from ocjax.data import augment  # noqa: E402
 from ocjax.models import build_model  # noqa: E402
 from ocjax.profiling import hlo_names, matmul_peak, op_kinds, top_ops  # noqa: E402
 from ocjax.training import optim  # noqa: E402
@@ -73,10 +74,12 @@ def random_batch(config, batch_size: int) -> dict[str, np.ndarray]:
     }
     if config.objective.name == "part_discovery":  # The object's mask is an input.
         batch["foreground"] = batch["segmentation"] > 0
-    if config.data.get("views") is not None:
-        size = config.data.views.size
-        for view in ("view_a", "view_b"):
-            batch[view] = rng.normal(size=(batch_size, size, size, 3)).astype(np.float32)
+    if config.data.get("views") is not None:  # uint8 images and drawn view parameters.
+        batch["image"] = rng.integers(0, 256, (batch_size, res, res, channels), np.uint8)
+        views = augment.TwoViewAugment(**config.data.views)
+        drawn = [views({"image": image}, rng) for image in batch["image"]]
+        for key in drawn[0].keys() - {"image"}:
+            batch[key] = np.stack([d[key] for d in drawn])
     return batch
 
 
@@ -84,6 +87,11 @@ def build_step(config, batch_size: int, mesh) -> tuple[Callable, Any]:
     """The trainer's jitted train step for `config` and a fresh state."""
     model = build_model(**config.model)
     objective = build_objective(**config.objective)
+    views = (
+        augment.TwoViewAugment(**config.data.views)
+        if config.data.get("views") is not None
+        else None
+    )
     schedule = optim.learning_rate_schedule(
         total_steps=10_000, **optim.in_steps(config.optimizer.schedule, 1_000)
     )
@@ -106,12 +114,13 @@ def build_step(config, batch_size: int, mesh) -> tuple[Callable, Any]:
             objective=objective,
             schedule=schedule,
             rng=jax.random.key(2),
+            augment=views.render if views else None,
         ),
         in_shardings=(replicated, sharded),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
-    image = random_batch(config, 1)["image"]
+    image = random_batch(config, 1)["image"].astype(np.float32)
     return step, init(image)
 
 

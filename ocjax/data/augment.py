@@ -1,33 +1,40 @@
-"""Two-view image augmentation for contrastive object-centric learning (numpy, per example).
+"""Two augmented views per image for contrastive object-centric learning (seed 004).
 
-Every random function takes an explicit `numpy.random.Generator`, so an augmentation is a
-pure function of `(example, rng)`; grain's `random_map` hands each example its own
-generator derived from the dataset seed and the example index::
+The work is split where each half is cheap. The host draws every view's parameters with
+numpy, per example: grain's `random_map` hands each example its own generator derived
+from the dataset seed and the example's position, so the views are a pure function of
+`(seed, step)` and a resumed run sees the ones an uninterrupted run would have. The train
+step renders the pixels of the whole batch on device, inside `jax.jit`::
 
-    ds = grain.MapDataset.source(source).seed(seed).random_map(TwoViewAugment())
+    ds = grain.MapDataset.source(source).seed(seed).random_map(views)  # host: parameters
+    batch = views.render(batch)                                        # device: pixels
 
 Conventions:
   * Boxes are `(top, left, crop_h, crop_w)` in pixels of the input image; the aspect ratio
     of a box is `crop_w / crop_h`.
-  * `resize` samples at half-pixel centres (pixel `i` of the output sits at input
-    coordinate `(i + 0.5) * in / out - 0.5`), clamps at the border and does no
-    antialiasing: bilinear equals `skimage.transform.resize(order=1, mode="edge",
-    anti_aliasing=False)`; nearest picks input pixel `floor((i + 0.5) * in / out)`.
-  * A view is `normalize(jitter(resize(crop(image / 255, box))))`, mirrored left-right
-    afterwards when its flip flag is set: the box is in unflipped image coordinates, and a
-    segmentation maps into the view as `resize(crop(segmentation, box), method="nearest")`,
-    mirrored likewise.
-  * Colour operations take float images in [0, 1] and clip their output to [0, 1].
+  * Resizing samples at half-pixel centres (pixel `i` of the output sits at input
+    coordinate `(i + 0.5) * in / out - 0.5`), clamps at the border (of the box, for a
+    crop) and does no antialiasing: bilinear equals `skimage.transform.resize(order=1,
+    mode="edge", anti_aliasing=False)`; nearest picks input pixel
+    `floor((i + 0.5) * in / out)`.
+  * A view is `normalize(flip(jitter(resize(crop(image / 255, box)))))`, where the flip
+    (left-right) applies when the view's flip flag is set: the box is in unflipped image
+    coordinates.
+  * Colour operations (`ocjax.data.colour`) take images in [0, 1] and clip to [0, 1].
 """
 
 import dataclasses
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from ocjax.data import colour
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+VIEWS = ("view_a", "view_b")
 
 Box = tuple[int, int, int, int]
 
@@ -165,114 +172,6 @@ def resize(image: np.ndarray, size: int | tuple[int, int], method: str = "biline
     return _resize_bilinear(channels, out_h, out_w).reshape((out_h, out_w) + image.shape[2:])
 
 
-def crop_and_resize(
-    image: np.ndarray, box: Box, size: int | tuple[int, int], method: str = "bilinear"
-) -> np.ndarray:
-    """Crops `box` `(top, left, crop_h, crop_w)` from `[h, w(, c)]`, resizes to `size`."""
-    top, left, crop_h, crop_w = (int(v) for v in box)
-    height, width = np.shape(image)[:2]
-    inside = 0 <= top and 0 <= left and top + crop_h <= height and left + crop_w <= width
-    if crop_h < 1 or crop_w < 1 or not inside:
-        raise ValueError(
-            f"box {tuple(box)} (top, left, crop_h, crop_w) must be non-empty and "
-            f"lie inside the {height}x{width} image."
-        )
-    return resize(image[top : top + crop_h, left : left + crop_w], size, method)
-
-
-def flip(image: np.ndarray) -> np.ndarray:
-    """Mirrors `[h, w(, c)]` left-right."""
-    return np.asarray(image)[:, ::-1]
-
-
-def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:
-    """Multiplies `[h, w, 3]` in [0, 1] by `factor` and clips to [0, 1]."""
-    if factor < 0:
-        raise ValueError(f"brightness factor must be >= 0, got {factor}.")
-    return np.clip(image * np.float32(factor), 0.0, 1.0)
-
-
-def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blends `[h, w, 3]` with its luma: `factor * image + (1 - factor) * grey`, clipped."""
-    if factor < 0:
-        raise ValueError(f"saturation factor must be >= 0, got {factor}.")
-    # The blend is linear in RGB: row k of `mixing` maps input channel k to the outputs.
-    luma = np.asarray(LUMA_WEIGHTS, np.float32)[:, None]
-    mixing = factor * np.eye(3, dtype=np.float32) + (1 - factor) * np.repeat(luma, 3, axis=1)
-    return np.clip(image @ mixing.astype(np.float32), 0.0, 1.0)
-
-
-def _rgb_to_hsv(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue in sixths of a turn [0, 6), saturation and value (each `[h, w]`) of `[h, w, 3]`."""
-    red, green, blue = np.ascontiguousarray(np.moveaxis(image, -1, 0))
-    value = np.maximum(np.maximum(red, green), blue)
-    delta = value - np.minimum(np.minimum(red, green), blue)
-    inverse = 1 / np.where(delta > 0, delta, 1.0)
-    hue = np.where(
-        value == red,
-        (green - blue) * inverse,
-        np.where(value == green, (blue - red) * inverse + 2, (red - green) * inverse + 4),
-    )
-    saturation = delta / np.where(value > 0, value, 1.0)
-    return _wrap_sixths(hue), saturation, value
-
-
-def _wrap_sixths(hue: np.ndarray) -> np.ndarray:
-    """Wraps a hue in sixths of a turn into [0, 6) (faster than numpy's float `%`)."""
-    wrapped = hue - np.float32(6.0) * np.floor(hue * np.float32(1 / 6))
-    return np.where(wrapped >= 6.0, wrapped - 6.0, wrapped)
-
-
-def _hsv_to_rgb(hue: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """RGB `[h, w, 3]` from hue in sixths of a turn [0, 6), saturation and value `[h, w]`."""
-    channels = []
-    for phase in (5.0, 3.0, 1.0):
-        sector = hue + phase
-        sector = np.where(sector >= 6.0, sector - 6.0, sector)
-        ramp = np.clip(np.minimum(sector, 4.0 - sector), 0.0, 1.0)
-        channels.append(value * (1.0 - saturation * ramp))
-    return np.stack(channels, axis=-1)
-
-
-def adjust_hue(image: np.ndarray, shift: float) -> np.ndarray:
-    """Rotates the HSV hue of `[h, w, 3]` in [0, 1] by `shift` turns (in [-0.5, 0.5])."""
-    if not -0.5 <= shift <= 0.5:
-        raise ValueError(f"hue shift must be in [-0.5, 0.5] turns, got {shift}.")
-    if shift == 0:
-        return np.clip(image, 0.0, 1.0)
-    hue, saturation, value = _rgb_to_hsv(np.asarray(image, np.float32))
-    rotated = _hsv_to_rgb(_wrap_sixths(hue + np.float32(6.0 * shift)), saturation, value)
-    return np.clip(rotated, 0.0, 1.0)
-
-
-def color_jitter(
-    rng: np.random.Generator,
-    image: np.ndarray,
-    brightness: float = 0.2,
-    saturation: tuple[float, float] = (0.9, 1.0),
-    hue: float = 0.05,
-) -> np.ndarray:
-    """Random brightness, saturation and hue changes of `[h, w, 3]` in [0, 1], in random order.
-
-    As torchvision's `ColorJitter`: brightness factor ~ U[max(0, 1 - brightness),
-    1 + brightness], saturation factor ~ U[saturation], hue shift ~ U[-hue, hue]; the three
-    operations are applied in an order drawn uniformly from the 6 permutations.
-    """
-    _check_jitter(brightness, saturation, hue)
-    order = rng.permutation(3)
-    brightness_factor = rng.uniform(max(0.0, 1.0 - brightness), 1.0 + brightness)
-    saturation_factor = rng.uniform(*saturation)
-    hue_shift = rng.uniform(-hue, hue)
-    operations = (
-        lambda x: adjust_brightness(x, brightness_factor),
-        lambda x: adjust_saturation(x, saturation_factor),
-        lambda x: adjust_hue(x, hue_shift),
-    )
-    for index in order:
-        image = operations[index](image)
-    return image
-
-
 def _check_jitter(brightness: float, saturation: tuple[float, float], hue: float) -> None:
     """Raises ValueError for colour-jitter strengths outside their valid ranges."""
     if brightness < 0:
@@ -306,13 +205,57 @@ def normalize(
     return rows.reshape(image.shape)
 
 
+def crop_and_resize(images: jax.Array, boxes: jax.Array, size: int) -> jax.Array:
+    """Crops box `b` of `boxes [b, 4]` from image `b` of `[b, h, w, c]`, bilinearly resized to
+    float32 `[b, size, size, c]` (half-pixel centres, clamped at the box border; jit-able)."""
+    images = jnp.asarray(images, jnp.float32)
+    boxes = jnp.asarray(boxes, jnp.int32)
+    centres = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size
+
+    def resample(images: jax.Array, start: jax.Array, length: jax.Array, axis: int) -> jax.Array:
+        """Bilinear samples of `images` along `axis` (1: rows, 2: columns) inside
+        `[start, start + length)`, `start` and `length` `[b]`."""
+        last = (length - 1).astype(jnp.float32)[:, None]
+        coords = jnp.clip(centres * length[:, None] - 0.5, 0.0, last)
+        low = jnp.floor(coords)
+        shape = [-1, 1, 1, 1]
+        shape[axis] = size
+        taps = [
+            (start[:, None] + i.astype(jnp.int32)).reshape(shape)
+            for i in (low, jnp.minimum(low + 1, last))
+        ]
+        first, second = (jnp.take_along_axis(images, index, axis=axis) for index in taps)
+        return first + (coords - low).reshape(shape) * (second - first)
+
+    top, left, crop_h, crop_w = (boxes[:, k] for k in range(4))
+    return resample(resample(images, top, crop_h, axis=1), left, crop_w, axis=2)
+
+
+def color_jitter(images: jax.Array, order: jax.Array, factors: jax.Array) -> jax.Array:
+    """Brightness, saturation and hue changes of `[b, h, w, 3]` in [0, 1], applied in each
+    image's `order [b, 3]` (a permutation of 0 brightness, 1 saturation, 2 hue) with
+    `factors [b, 3]` (brightness factor, saturation factor, hue shift in turns)."""
+    operations = (
+        lambda x: colour.adjust_brightness(x, factors[:, 0]),
+        lambda x: colour.adjust_saturation(x, factors[:, 1]),
+        lambda x: colour.adjust_hue(x, factors[:, 2]),
+    )
+    for position in range(3):
+        which = order[:, position].reshape(-1, 1, 1, 1)
+        images = jnp.select([which == k for k in range(3)], [op(images) for op in operations])
+    return images
+
+
 @dataclasses.dataclass(frozen=True)
 class TwoViewAugment:
     """Two independently augmented views of an example's image (seed 004's augmentations).
 
     Each view: random-resized crop (`area_range`, `aspect_range`), bilinear resize to
-    `[size, size]`, colour jitter in random order, random horizontal flip (p = 0.5 when
-    `flip`), ImageNet normalisation.
+    `[size, size]`, colour jitter in random order (as torchvision's `ColorJitter`:
+    brightness factor ~ U[max(0, 1 - brightness), 1 + brightness], saturation factor ~
+    U[saturation], hue shift ~ U[-hue, hue] turns), random horizontal flip (p = 0.5 when
+    `flip`), ImageNet normalisation. Calling it draws the parameters (host); `render` makes
+    the pixels (device).
     """
 
     size: int = 128
@@ -332,12 +275,12 @@ class TwoViewAugment:
         _check_jitter(self.brightness, self.saturation, self.hue)
 
     def __call__(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        """Adds `view_a`/`view_b` float32 `[size, size, 3]` and their boxes and flip flags.
+        """Adds each view's parameters to `example` (whose `image` is uint8 `[h, w, 3]`).
 
-        `image` uint8 `[h, w, 3]` becomes the normalised, unaugmented float32
-        `[size, size, 3]`; `segmentation` `[h, w]`, if present, is nearest-resized to
-        `[size, size]`. `view_*_box` is int32 `[4]` `(top, left, crop_h, crop_w)` in input
-        pixels and `view_*_flipped` a bool scalar (see the module doc for the mapping).
+        Per view `v` in `VIEWS`: `v_box` int32 `[4]` `(top, left, crop_h, crop_w)` in input
+        pixels, `v_order` int32 `[3]` (the jitter order, see `color_jitter`), `v_jitter`
+        float32 `[3]` (brightness factor, saturation factor, hue shift) and `v_flipped`, a
+        bool scalar. The image itself is left as it is, for `render`.
         """
         image = np.asarray(example["image"])
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
@@ -346,20 +289,31 @@ class TwoViewAugment:
                 f"{image.dtype} {image.shape}; decode images to uint8 RGB first."
             )
         out = dict(example)
-        out["image"] = normalize(resize(image, self.size) / np.float32(255))
-        if "segmentation" in example:
-            out["segmentation"] = resize(example["segmentation"], self.size, "nearest")
-        for name in ("view_a", "view_b"):
-            view, box, flipped = self._view(image, rng)
-            out[name] = view
+        for name in VIEWS:
+            box = sample_crop(rng, *image.shape[:2], self.area_range, self.aspect_range)
+            order = rng.permutation(3)
+            jitter = (
+                rng.uniform(max(0.0, 1.0 - self.brightness), 1.0 + self.brightness),
+                rng.uniform(*self.saturation),
+                rng.uniform(-self.hue, self.hue),
+            )
             out[f"{name}_box"] = np.asarray(box, np.int32)
-            out[f"{name}_flipped"] = np.array(flipped)
+            out[f"{name}_order"] = order.astype(np.int32)
+            out[f"{name}_jitter"] = np.asarray(jitter, np.float32)
+            out[f"{name}_flipped"] = np.array(bool(self.flip and rng.random() < 0.5))
         return out
 
-    def _view(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Box, bool]:
-        """One augmented view `[size, size, 3]` of uint8 `[h, w, 3]`, its box and flip flag."""
-        box = sample_crop(rng, image.shape[0], image.shape[1], self.area_range, self.aspect_range)
-        view = crop_and_resize(image, box, self.size) / np.float32(255)
-        view = color_jitter(rng, view, self.brightness, self.saturation, self.hue)
-        flipped = bool(self.flip and rng.random() < 0.5)
-        return normalize(flip(view) if flipped else view), box, flipped
+    def render(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """`batch` with `view_a`, `view_b` float32 `[b, size, size, 3]` (ImageNet-normalised)
+        made from `image` uint8 `[b, h, w, 3]` and the parameters `__call__` drew (jit-able)."""
+        images = jnp.asarray(batch["image"], jnp.float32) / 255.0
+        mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+        inverse_std = 1.0 / jnp.asarray(IMAGENET_STD, jnp.float32)
+        out = dict(batch)
+        for name in VIEWS:
+            view = crop_and_resize(images, batch[f"{name}_box"], self.size)
+            view = color_jitter(view, batch[f"{name}_order"], batch[f"{name}_jitter"])
+            flipped = jnp.asarray(batch[f"{name}_flipped"]).reshape(-1, 1, 1, 1)
+            view = jnp.where(flipped, view[:, :, ::-1], view)
+            out[name] = (view - mean) * inverse_std
+        return out

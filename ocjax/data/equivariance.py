@@ -14,6 +14,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ocjax.data import colour
+
 MAX_ROTATION, MAX_TRANSLATION, MAX_JITTER = 60.0, 0.1, 0.3  # The paper's bounds.
 
 
@@ -97,46 +99,10 @@ def warp(maps: jax.Array, params: dict[str, jax.Array]) -> tuple[jax.Array, jax.
     return warped, inside
 
 
-def _rgb_to_hsv(rgb: jax.Array) -> jax.Array:
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    value = jnp.max(rgb, axis=-1)
-    delta = value - jnp.min(rgb, axis=-1)
-    saturation = jnp.where(value > 0, delta / jnp.where(value > 0, value, 1.0), 0.0)
-    safe = jnp.where(delta > 0, delta, 1.0)
-    hue = jnp.where(
-        value == r,
-        (g - b) / safe,
-        jnp.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe),
-    )
-    hue = jnp.where(delta > 0, (hue / 6.0) % 1.0, 0.0)
-    return jnp.stack([hue, saturation, value], axis=-1)
-
-
-def _hsv_to_rgb(hsv: jax.Array) -> jax.Array:
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    i = jnp.floor(h * 6.0)
-    f = h * 6.0 - i
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    i = i.astype(jnp.int32) % 6
-    choices = [
-        jnp.stack(c, axis=-1)
-        for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
-    ]
-    return jnp.select([(i == k)[..., None] for k in range(6)], choices)
-
-
 def jitter_colours(images: jax.Array, params: dict[str, jax.Array]) -> jax.Array:
     """Images `[b, h, w, 3]` in [0, 1] with brightness, contrast, saturation and hue changed
     by `params` (in that order, each clipped to [0, 1])."""
-
-    def per_image(key: str) -> jax.Array:
-        return params[key][:, None, None, None]
-
-    x = jnp.clip(images * per_image("brightness"), 0, 1)
-    mean = jnp.mean(x @ jnp.array([0.299, 0.587, 0.114]), axis=(1, 2))[:, None, None, None]
-    x = jnp.clip((x - mean) * per_image("contrast") + mean, 0, 1)
-    grey = (x @ jnp.array([0.299, 0.587, 0.114]))[..., None]
-    x = jnp.clip((x - grey) * per_image("saturation") + grey, 0, 1)
-    hsv = _rgb_to_hsv(x)
-    hsv = hsv.at[..., 0].set((hsv[..., 0] + params["hue"][:, None, None]) % 1.0)
-    return jnp.clip(_hsv_to_rgb(hsv), 0, 1)
+    x = colour.adjust_brightness(images, params["brightness"])
+    x = colour.adjust_contrast(x, params["contrast"])
+    x = colour.adjust_saturation(x, params["saturation"])
+    return colour.adjust_hue(x, params["hue"])

@@ -30,8 +30,9 @@ class ScenePreprocess:
     leave out, e.g. Shapes overlaps; True everywhere for datasets without such pixels);
     per-object `shape`, `color`, `material`, `size` int32 `[max_objects]` (-1 where padded),
     `visible`, `present` bool and `position` float32 `[max_objects, 3]`; `valid` = True.
-    With `views`, also `view_a`, `view_b` `[size, size, 3]` (ImageNet-normalised) and their
-    crop boxes and flip flags; `image` and `segmentation` are then resized to `views.size`.
+    With `views`, `image` stays uint8 and each view's parameters (crop box, jitter order
+    and strengths, flip flag) are added: the train step renders the views on device
+    (`TwoViewAugment.render`).
     """
 
     max_objects: int
@@ -62,7 +63,7 @@ class ScenePreprocess:
         image = np.asarray(example["image"])
         out: Batch = {"segmentation": np.asarray(example["segmentation"])[..., 0]}
         if self.views is not None:
-            out.update(self.views({"image": image, "segmentation": out["segmentation"]}, rng))
+            out.update(self.views({"image": image}, rng))
         elif self.normalization == "signed" and image.dtype == np.uint8:
             out["image"] = image.astype(np.float32) / np.float32(127.5) - 1.0
         elif self.normalization == "signed":

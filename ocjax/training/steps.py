@@ -1,6 +1,6 @@
 """Jit-compiled train and eval steps (pure functions; the trainer binds and shards them)."""
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -22,10 +22,14 @@ def train_step(
     objective: Objective,
     schedule: optax.Schedule,
     rng: jax.Array,
+    augment: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimiser step on `batch`. A step whose loss or gradient is not finite leaves the
+    """One optimiser step on `batch`, first passed through `augment` if given (on device,
+    e.g. `TwoViewAugment.render`). A step whose loss or gradient is not finite leaves the
     state unchanged (so the last good state can be saved) and reports `finite = 0`."""
     step_rng = jax.random.fold_in(rng, state.step)
+    if augment is not None:
+        batch = augment(batch)
 
     mutable = list(state.model_state)
 

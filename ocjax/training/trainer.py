@@ -42,7 +42,7 @@ class Experiment:
         )
         self.model = build_model(**config.model)
         self.objective = build_objective(**config.objective)
-        views = (
+        self.views = views = (
             augment.TwoViewAugment(**config.data.views)
             if config.data.get("views") is not None
             else None
@@ -114,6 +114,7 @@ class Experiment:
                 objective=self.objective,
                 schedule=self.schedule,
                 rng=jax.random.fold_in(self.rng, 1),
+                augment=views.render if views else None,
             ),
             in_shardings=(state_sharding, batch),
             out_shardings=(state_sharding, replicated),
