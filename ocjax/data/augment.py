@@ -205,9 +205,13 @@ def normalize(
     return rows.reshape(image.shape)
 
 
-def crop_and_resize(images: jax.Array, boxes: jax.Array, size: int) -> jax.Array:
+def crop_and_resize(
+    images: jax.Array, boxes: jax.Array, size: int, flipped: jax.Array | None = None
+) -> jax.Array:
     """Crops box `b` of `boxes [b, 4]` from image `b` of `[b, h, w, c]`, bilinearly resized to
-    float32 `[b, size, size, c]` (half-pixel centres, clamped at the box border; jit-able)."""
+    float32 `[b, size, size, c]` (half-pixel centres, clamped at the box border; jit-able).
+    Where `flipped [b]` is set, the view is mirrored left-right (its columns are sampled
+    from right to left, which costs nothing)."""
     images = jnp.asarray(images, jnp.float32)
     boxes = jnp.asarray(boxes, jnp.int32)
     centres = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size
@@ -217,6 +221,8 @@ def crop_and_resize(images: jax.Array, boxes: jax.Array, size: int) -> jax.Array
         `[start, start + length)`, `start` and `length` `[b]`."""
         last = (length - 1).astype(jnp.float32)[:, None]
         coords = jnp.clip(centres * length[:, None] - 0.5, 0.0, last)
+        if axis == 2 and flipped is not None:
+            coords = jnp.where(jnp.asarray(flipped)[:, None], coords[:, ::-1], coords)
         low = jnp.floor(coords)
         shape = [-1, 1, 1, 1]
         shape[axis] = size
@@ -305,15 +311,20 @@ class TwoViewAugment:
 
     def render(self, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """`batch` with `view_a`, `view_b` float32 `[b, size, size, 3]` (ImageNet-normalised)
-        made from `image` uint8 `[b, h, w, 3]` and the parameters `__call__` drew (jit-able)."""
+        made from `image` uint8 `[b, h, w, 3]` and the parameters `__call__` drew (jit-able).
+
+        Both views are one batch of `2b` crops; the flip is folded into the crop's sampling
+        (the colour operations act per pixel, so they commute with it).
+        """
         images = jnp.asarray(batch["image"], jnp.float32) / 255.0
+
+        def both(key: str) -> jax.Array:
+            return jnp.concatenate([jnp.asarray(batch[f"{view}_{key}"]) for view in VIEWS])
+
+        views = crop_and_resize(
+            jnp.concatenate([images] * len(VIEWS)), both("box"), self.size, both("flipped")
+        )
+        views = color_jitter(views, both("order"), both("jitter"))
         mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
-        inverse_std = 1.0 / jnp.asarray(IMAGENET_STD, jnp.float32)
-        out = dict(batch)
-        for name in VIEWS:
-            view = crop_and_resize(images, batch[f"{name}_box"], self.size)
-            view = color_jitter(view, batch[f"{name}_order"], batch[f"{name}_jitter"])
-            flipped = jnp.asarray(batch[f"{name}_flipped"]).reshape(-1, 1, 1, 1)
-            view = jnp.where(flipped, view[:, :, ::-1], view)
-            out[name] = (view - mean) * inverse_std
-        return out
+        views = (views - mean) * (1.0 / jnp.asarray(IMAGENET_STD, jnp.float32))
+        return {**batch, **dict(zip(VIEWS, jnp.split(views, len(VIEWS))))}

@@ -44,6 +44,12 @@ def adjust_saturation(images: jax.Array, factors: jax.Array) -> jax.Array:
     return _blend(images, luma(images), factors)
 
 
+def _wrap(turns: jax.Array) -> jax.Array:
+    """`turns` modulo 1, in [0, 1) (a floor, which XLA:CPU vectorises, unlike float `%`)."""
+    wrapped = turns - jnp.floor(turns)
+    return jnp.where(wrapped >= 1.0, wrapped - 1.0, wrapped)
+
+
 def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
     """HSV `[..., 3]` (hue in turns [0, 1), saturation, value) of RGB `[..., 3]` in [0, 1]."""
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -56,7 +62,7 @@ def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
         (green - blue) / safe,
         jnp.where(value == green, 2.0 + (blue - red) / safe, 4.0 + (red - green) / safe),
     )
-    hue = jnp.where(delta > 0, (sixths / 6.0) % 1.0, 0.0)
+    hue = jnp.where(delta > 0, _wrap(sixths / 6.0), 0.0)
     return jnp.stack([hue, saturation, value], axis=-1)
 
 
@@ -65,7 +71,7 @@ def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
     hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     channels = []
     for phase in (5.0, 3.0, 1.0):  # Red, green, blue: the sector ramp of each channel.
-        sector = (hue * 6.0 + phase) % 6.0
+        sector = 6.0 * _wrap(hue + phase / 6.0)
         ramp = jnp.clip(jnp.minimum(sector, 4.0 - sector), 0.0, 1.0)
         channels.append(value * (1.0 - saturation * ramp))
     return jnp.stack(channels, axis=-1)
