@@ -4,7 +4,8 @@ Object discovery setting of the paper for Tetrominoes: 35x35 images of three pie
 3 iterations, 64-d slots, slot MLP hidden 128; encoder of four 5x5 convolutions with 32
 channels at full resolution; spatial broadcast decoder at the full 35x35 grid (no
 upsampling) with three 5x5 convolutions of 32 channels and a 3x3 output convolution
-(RGB + alpha); batch 64, Adam at 4e-4 with 10k warm-up steps and x0.5 decay every 100k
+(RGB + alpha); every kernel initialised as Keras does (glorot-uniform, zero biases), as in
+the official TF2 code; batch 64, Adam at 4e-4 with 10k warm-up steps and x0.5 decay every 100k
 steps, 500k steps. The data are ocjax's embedded Tetrominoes (`tetrominoes_like`, the
 distribution of DeepMind's Tetris dataset, 60k/1k/320); with `--config.data.name=tetrominoes
 --config.data.tetrominoes.manual_dir=DIR` the same experiment reads the official file. Paper:
@@ -55,6 +56,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
             decoder_upsample_channels=[],
             decoder_hidden_channels=[32, 32, 32],
             kernel_size=5,
+            kernel_init="glorot_uniform",  # Keras' default, as the official TF2 code.
             dtype="float32",
         )
     )

@@ -26,6 +26,7 @@ class SlotAttentionAutoEncoder(nn.Module):
     decoder_upsample_channels: Sequence[int] = (64, 64, 64, 64)
     decoder_hidden_channels: Sequence[int] = (64,)
     kernel_size: int = 5
+    kernel_init: str = "lecun_normal"  # "glorot_uniform": the official TF2 code's (Keras).
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -43,6 +44,7 @@ class SlotAttentionAutoEncoder(nn.Module):
             hidden_channels=self.decoder_hidden_channels,
             kernel_size=self.kernel_size,
             dtype=self.dtype,
+            kernel_init=self.kernel_init,
             name="decoder",
         )
         if (height, width) != (decoder.output_size, decoder.output_size):
@@ -57,6 +59,7 @@ class SlotAttentionAutoEncoder(nn.Module):
             kernel_size=self.kernel_size,
             token_dim=self.slot_dim,
             dtype=self.dtype,
+            kernel_init=self.kernel_init,
             name="encoder",
         )(images)
         slots = GaussianQueries(self.num_slots, self.slot_dim, name="slot_init")(batch)
@@ -64,6 +67,7 @@ class SlotAttentionAutoEncoder(nn.Module):
             num_iterations=self.num_iterations,
             mlp_hidden_dim=self.mlp_hidden_dim,
             dtype=self.dtype,
+            kernel_init=self.kernel_init,
             name="slot_attention",
         )(slots, tokens)
         slot_images, alpha_logits = decoder(slots)

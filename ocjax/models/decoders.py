@@ -8,12 +8,13 @@ import jax.numpy as jnp
 
 from ocjax.models.conv import SubPixelConvTranspose, transpose_same_padding
 from ocjax.models.encoders import SoftPositionEmbedding
+from ocjax.models.initializers import kernel_init
 
 Dtype = Any
 
 
 def _conv_transpose(
-    features: int, kernel: tuple[int, int], stride: int, dtype: Dtype, name: str
+    features: int, kernel: tuple[int, int], stride: int, dtype: Dtype, init: str, name: str
 ) -> SubPixelConvTranspose:
     """`nn.ConvTranspose(features, kernel, strides=stride, padding="SAME")` with its bias, in
     the sub-pixel form (same parameters and outputs, fast on XLA:CPU)."""
@@ -25,6 +26,7 @@ def _conv_transpose(
         transpose_same_padding(kernel, strides),
         use_bias=True,
         dtype=dtype,
+        kernel_init=kernel_init(init),
         name=name,
     )
 
@@ -43,6 +45,7 @@ class SpatialBroadcastDecoder(nn.Module):
     kernel_size: int = 5
     output_channels: int = 3
     dtype: Dtype = jnp.float32
+    kernel_init: str = "lecun_normal"  # See `ocjax.models.initializers`.
 
     @property
     def output_size(self) -> int:
@@ -57,12 +60,12 @@ class SpatialBroadcastDecoder(nn.Module):
         x = jnp.broadcast_to(
             slots.reshape(batch * num_slots, 1, 1, dim), (batch * num_slots, size, size, dim)
         ).astype(self.dtype)
-        x = SoftPositionEmbedding(dtype=self.dtype, name="position")(x)
-        kernel = (self.kernel_size, self.kernel_size)
+        x = SoftPositionEmbedding(self.dtype, self.kernel_init, name="position")(x)
+        kernel, init = (self.kernel_size, self.kernel_size), self.kernel_init
         for i, c in enumerate(self.upsample_channels):
-            x = nn.relu(_conv_transpose(c, kernel, 2, self.dtype, f"upsample_{i}")(x))
+            x = nn.relu(_conv_transpose(c, kernel, 2, self.dtype, init, f"upsample_{i}")(x))
         for i, c in enumerate(self.hidden_channels):
-            x = nn.relu(_conv_transpose(c, kernel, 1, self.dtype, f"hidden_{i}")(x))
-        x = _conv_transpose(self.output_channels + 1, (3, 3), 1, self.dtype, "output")(x)
+            x = nn.relu(_conv_transpose(c, kernel, 1, self.dtype, init, f"hidden_{i}")(x))
+        x = _conv_transpose(self.output_channels + 1, (3, 3), 1, self.dtype, init, "output")(x)
         x = x.reshape(batch, num_slots, *x.shape[1:]).astype(jnp.float32)
         return x[..., :-1], x[..., -1]

@@ -1,10 +1,13 @@
 """Convolutional encoders and position embeddings that turn images into input tokens."""
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from ocjax.models.initializers import kernel_init
 
 Dtype = Any
 
@@ -21,14 +24,15 @@ class SoftPositionEmbedding(nn.Module):
     """Adds a learned linear projection of the coordinate grid to a feature map."""
 
     dtype: Dtype = jnp.float32
+    kernel_init: str = "lecun_normal"  # See `ocjax.models.initializers`.
 
     @nn.compact
     def __call__(self, features: jax.Array) -> jax.Array:
         """Maps `[batch, height, width, c]` to the same shape, position-aware."""
         height, width, channels = features.shape[-3:]
-        embedding = nn.Dense(channels, dtype=self.dtype, name="projection")(
-            position_grid(height, width)
-        )
+        embedding = nn.Dense(
+            channels, dtype=self.dtype, kernel_init=kernel_init(self.kernel_init), name="projection"
+        )(position_grid(height, width))
         return features + embedding
 
 
@@ -42,18 +46,18 @@ class CNNEncoder(nn.Module):
     kernel_size: int = 5
     token_dim: int = 64
     dtype: Dtype = jnp.float32
+    kernel_init: str = "lecun_normal"  # See `ocjax.models.initializers`.
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
         """Encodes images `[batch, height, width, 3]` into tokens `[batch, height * width, token_dim]`."""
+        init = kernel_init(self.kernel_init)
         x = images.astype(self.dtype)
         for i, c in enumerate(self.channels):
-            x = nn.Conv(
-                c, (self.kernel_size, self.kernel_size), dtype=self.dtype, name=f"conv_{i}"
-            )(x)
-            x = nn.relu(x)
-        x = SoftPositionEmbedding(dtype=self.dtype, name="position")(x)
+            kernel = (self.kernel_size, self.kernel_size)
+            x = nn.relu(nn.Conv(c, kernel, dtype=self.dtype, kernel_init=init, name=f"conv_{i}")(x))
+        x = SoftPositionEmbedding(self.dtype, self.kernel_init, name="position")(x)
         x = x.reshape(x.shape[0], -1, x.shape[-1])
         x = nn.LayerNorm(dtype=self.dtype, name="norm")(x)
-        x = nn.relu(nn.Dense(self.token_dim, dtype=self.dtype, name="mlp_1")(x))
-        return nn.Dense(self.token_dim, dtype=self.dtype, name="mlp_2")(x)
+        dense = functools.partial(nn.Dense, self.token_dim, dtype=self.dtype, kernel_init=init)
+        return dense(name="mlp_2")(nn.relu(dense(name="mlp_1")(x)))

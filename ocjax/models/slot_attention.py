@@ -4,11 +4,14 @@ Shapes: inputs `[batch, num_inputs, input_dim]`, slots `[batch, num_slots, slot_
 attention `[batch, num_slots, num_inputs]`.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from ocjax.models.initializers import gru_inits, kernel_init
 
 Dtype = Any
 
@@ -19,12 +22,16 @@ class SlotMLP(nn.Module):
     hidden_dim: int
     out_dim: int
     dtype: Dtype = jnp.float32
+    kernel_init: str = "lecun_normal"  # See `ocjax.models.initializers`.
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps `[..., d]` to `[..., out_dim]`."""
-        x = nn.relu(nn.Dense(self.hidden_dim, dtype=self.dtype, name="dense_1")(x))
-        return nn.Dense(self.out_dim, dtype=self.dtype, name="dense_2")(x)
+        dense = functools.partial(
+            nn.Dense, dtype=self.dtype, kernel_init=kernel_init(self.kernel_init)
+        )
+        x = nn.relu(dense(self.hidden_dim, name="dense_1")(x))
+        return dense(self.out_dim, name="dense_2")(x)
 
 
 class SlotAttention(nn.Module):
@@ -39,6 +46,7 @@ class SlotAttention(nn.Module):
     epsilon: float = 1e-8
     return_logits: bool = False
     dtype: Dtype = jnp.float32
+    kernel_init: str = "lecun_normal"  # See `ocjax.models.initializers`.
 
     @nn.compact
     def __call__(self, slots: jax.Array, inputs: jax.Array) -> tuple[jax.Array, ...]:
@@ -50,15 +58,24 @@ class SlotAttention(nn.Module):
         slots; SPOT distils the teacher's masks into them) come third.
         """
         slot_dim = slots.shape[-1]
+        projection = functools.partial(
+            nn.Dense,
+            slot_dim,
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=kernel_init(self.kernel_init),
+        )
         inputs = nn.LayerNorm(name="norm_inputs", dtype=self.dtype)(inputs)
-        keys = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="key")(inputs)
-        values = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="value")(inputs)
+        keys = projection(name="key")(inputs)
+        values = projection(name="value")(inputs)
 
         norm_slots = nn.LayerNorm(name="norm_slots", dtype=self.dtype)
-        to_query = nn.Dense(slot_dim, use_bias=False, dtype=self.dtype, name="query")
-        gru = nn.GRUCell(features=slot_dim, dtype=self.dtype, name="gru")
+        to_query = projection(name="query")
+        gru = nn.GRUCell(
+            features=slot_dim, dtype=self.dtype, name="gru", **gru_inits(self.kernel_init)
+        )
         norm_mlp = nn.LayerNorm(name="norm_mlp", dtype=self.dtype)
-        mlp = SlotMLP(self.mlp_hidden_dim, slot_dim, dtype=self.dtype, name="mlp")
+        mlp = SlotMLP(self.mlp_hidden_dim, slot_dim, self.dtype, self.kernel_init, name="mlp")
 
         first_attention = None
         for _ in range(self.num_iterations):
