@@ -32,8 +32,8 @@ import numpy as np
 
 from ocjax.data import colour
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = colour.IMAGENET_MEAN
+IMAGENET_STD = colour.IMAGENET_STD
 VIEWS = ("view_a", "view_b")
 
 Box = tuple[int, int, int, int]
@@ -325,6 +325,5 @@ class TwoViewAugment:
             jnp.concatenate([images] * len(VIEWS)), both("box"), self.size, both("flipped")
         )
         views = color_jitter(views, both("order"), both("jitter"))
-        mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
-        views = (views - mean) * (1.0 / jnp.asarray(IMAGENET_STD, jnp.float32))
+        views = colour.imagenet_normalize(views)
         return {**batch, **dict(zip(VIEWS, jnp.split(views, len(VIEWS))))}

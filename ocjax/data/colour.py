@@ -4,12 +4,21 @@ Each function takes RGB images `[b, h, w, 3]` in [0, 1] and a per-image value `[
 clips its output to [0, 1], as torchvision's functional colour ops do: brightness
 multiplies, contrast blends with the image's mean luma, saturation blends with each
 pixel's luma (ITU-R 601 weights), and hue rotates the HSV hue by a fraction of a turn.
+`imagenet_normalize` maps [0, 1] images to the statistics ImageNet-trained backbones expect.
 """
 
 import jax
 import jax.numpy as jnp
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_normalize(images: jax.Array) -> jax.Array:
+    """`(images - mean) / std` per channel of RGB `[..., 3]` in [0, 1], ImageNet's statistics."""
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+    return (images - mean) * (1.0 / jnp.asarray(IMAGENET_STD, jnp.float32))
 
 
 def _per_image(values: jax.Array, images: jax.Array) -> jax.Array:

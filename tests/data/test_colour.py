@@ -59,3 +59,11 @@ def test_hsv_conversions_match_skimage_both_ways():
     hsv = np.asarray(colour.rgb_to_hsv(images))
     np.testing.assert_allclose(hsv, skimage.color.rgb2hsv(images.astype(np.float64)), atol=1e-6)
     np.testing.assert_allclose(colour.hsv_to_rgb(hsv), images, atol=1e-6)
+
+
+def test_imagenet_normalize_equals_the_host_normalisation():
+    from ocjax.data import augment
+
+    images = np.random.default_rng(0).random((2, 5, 7, 3)).astype(np.float32)
+    expected = np.stack([augment.normalize(image) for image in images])
+    np.testing.assert_allclose(colour.imagenet_normalize(images), expected, rtol=1e-6, atol=1e-6)
