@@ -56,6 +56,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
             "num_parts": 4,
             "channels": [64, 64, 64, 64],
             "kernel_size": 5,
+            "dilations": (1, 1, 1, 1),
             "backbone": {
                 "kind": "dino_vit",
                 "architecture": "dino_vits8",

@@ -12,7 +12,7 @@ size.
   descriptors of different parts, in the same or other images, repel (InfoNCE, temperature).
 * `visual_consistency_loss` (L_v): a part's pixels have its mean colour.
 * `equivariance_loss` (L_e): KL both ways, per pixel, between the masks of a transformed
-  image and the transformed masks of the image.
+  image and the transformed masks of the image, the latter a fixed target (no gradient).
 """
 
 import jax
@@ -73,7 +73,8 @@ def contrastive_loss(z: jax.Array, temperature: float) -> jax.Array:
     b, k, _ = z.shape
     if b < 2:
         raise ValueError(f"the contrastive part loss needs a batch of >= 2 images, got {b}.")
-    z = z / (jnp.linalg.norm(z, axis=-1, keepdims=True) + EPS)
+    # sqrt(|z|^2 + eps^2), not |z| + eps: an empty part (z = 0) must not make the gradient NaN.
+    z = z / jnp.sqrt(jnp.sum(z * z, axis=-1, keepdims=True) + EPS**2)
     logits = jnp.einsum("nkc,mjc->nkmj", z, z) / temperature  # [b, k, b, k]
     other_part = (1 - jnp.eye(k, dtype=bool))[None, :, None, :]
     negatives = jax.nn.logsumexp(
@@ -91,8 +92,12 @@ def equivariance_loss(
     valid: jax.Array | None = None,
 ) -> jax.Array:
     """L_e: `KL(T(f(I)) || f(T(I))) + KL(f(T(I)) || T(f(I)))` per pixel over the parts,
-    averaged over the pixels where `valid [b, h, w]` (e.g. inside the rotated frame)."""
-    p = jnp.clip(transformed_masks, EPS, 1.0)
+    averaged over the pixels where `valid [b, h, w]` (e.g. inside the rotated frame).
+
+    `T(f(I))` is the target and passes no gradient, as in the authors' code (`pred.detach()`):
+    otherwise the cheapest way to agree is for f(I) to flatten towards a single part.
+    """
+    p = jnp.clip(jax.lax.stop_gradient(transformed_masks), EPS, 1.0)
     q = jnp.clip(masks_of_transformed, EPS, 1.0)
     both = jnp.sum((p - q) * (jnp.log(p) - jnp.log(q)), axis=1)  # KL(p||q) + KL(q||p).
     if valid is None:

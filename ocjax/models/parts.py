@@ -3,7 +3,9 @@
 `PartNet` is the part segmenter f: an image `[b, h, w, 3]` and its foreground mask
 `[b, h, w]` (given, as in the paper) -> K soft part masks `[b, K, h, w]` (softmax over
 the parts, zero off the foreground). The paper uses DeepLab-v2; here a stack of 'same'
-convolutions with a soft position embedding (parts are found from shape and position).
+convolutions with a soft position embedding (parts are found from shape and position),
+optionally dilated like DeepLab's atrous convolutions (`dilations`), which widens the
+receptive field at the same cost.
 
 `PartDiscovery` wraps it for training: in training mode it also draws the equivariance
 transform T per image (`ocjax.data.equivariance`, bounded by the paper's ranges), runs f on
@@ -14,14 +16,13 @@ four losses live in `ocjax.losses.parts` and are combined by the `part_discovery
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ocjax.data import augment
+from ocjax.data import colour
 from ocjax.data import equivariance as eq
 from ocjax.models.backbones import Backbone, Options
 from ocjax.models.encoders import SoftPositionEmbedding
@@ -35,15 +36,29 @@ class PartNet(nn.Module):
     num_parts: int = 4
     channels: tuple[int, ...] = (64, 64, 64, 64)
     kernel_size: int = 5
+    dilations: tuple[int, ...] | None = None  # One per conv; None: all 1.
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, foreground: jax.Array) -> jax.Array:
         """Soft part masks, softmax over the K parts on the foreground, 0 elsewhere."""
+        dilations = self.dilations or (1,) * len(self.channels)
+        if len(dilations) != len(self.channels) or min(dilations) < 1:
+            raise ValueError(
+                f"model.dilations {tuple(dilations)} must hold one rate >= 1 per entry of "
+                f"model.channels {tuple(self.channels)}."
+            )
         fg = foreground.astype(self.dtype)
         x = jnp.concatenate([images.astype(self.dtype), fg[..., None]], axis=-1)
-        for i, c in enumerate(self.channels):
-            x = nn.relu(nn.Conv(c, (self.kernel_size,) * 2, dtype=self.dtype, name=f"conv_{i}")(x))
+        for i, (c, rate) in enumerate(zip(self.channels, dilations)):
+            conv = nn.Conv(
+                c,
+                (self.kernel_size,) * 2,
+                kernel_dilation=rate,
+                dtype=self.dtype,
+                name=f"conv_{i}",
+            )
+            x = nn.relu(conv(x))
             if i == 0:
                 x = SoftPositionEmbedding(dtype=self.dtype, name="position")(x)
         logits = nn.Conv(self.num_parts, (1, 1), dtype=self.dtype, name="logits")(x)
@@ -62,6 +77,7 @@ class PartDiscovery(nn.Module):
     num_parts: int = 4
     channels: tuple[int, ...] = (64, 64, 64, 64)
     kernel_size: int = 5
+    dilations: tuple[int, ...] | None = None
     max_rotation: float = eq.MAX_ROTATION
     max_translation: float = eq.MAX_TRANSLATION
     jitter: float = eq.MAX_JITTER
@@ -69,12 +85,9 @@ class PartDiscovery(nn.Module):
 
     def _features(self, phi: nn.Module, images: jax.Array) -> jax.Array:
         """Frozen features `[b, h, w, c]` of images in [0, 1], upsampled to the pixels."""
-        mean = jnp.asarray(augment.IMAGENET_MEAN, jnp.float32)
-        std = jnp.asarray(augment.IMAGENET_STD, jnp.float32)
-        tokens = phi((images - mean) / std).tokens  # The backbones' ImageNet normalisation.
         b, h, w, _ = images.shape
-        side = math.isqrt(tokens.shape[1])
-        grid = tokens.reshape(b, side, side, -1).astype(jnp.float32)
+        out = phi(colour.imagenet_normalize(images))
+        grid = out.tokens.reshape(b, *out.grid, -1).astype(jnp.float32)
         return jax.image.resize(grid, (b, h, w, grid.shape[-1]), "bilinear")
 
     @nn.compact
@@ -92,7 +105,12 @@ class PartDiscovery(nn.Module):
         fg = inputs[..., 3] if inputs.shape[-1] > 3 else jnp.ones(inputs.shape[:3])
         fg = (fg > 0.5).astype(jnp.float32)
         net = PartNet(
-            self.num_parts, tuple(self.channels), self.kernel_size, dtype=self.dtype, name="net"
+            self.num_parts,
+            tuple(self.channels),
+            self.kernel_size,
+            tuple(self.dilations) if self.dilations else None,
+            dtype=self.dtype,
+            name="net",
         )
         parts = net(images, fg)
         phi = Backbone(self.backbone, dtype=self.dtype, name="backbone")

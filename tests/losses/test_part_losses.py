@@ -78,3 +78,19 @@ def test_equivariance_loss_is_symmetric_kl_and_zero_for_equal_masks():
     assert float(parts.equivariance_loss(q, p, valid)) == pytest.approx(expected, rel=1e-5)
     assert float(parts.equivariance_loss(p, q, valid)) == pytest.approx(expected, rel=1e-5)
     assert float(parts.equivariance_loss(p, p)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_equivariance_loss_passes_gradient_only_to_the_masks_of_the_transformed_image():
+    p, q = _masks(), _masks()
+    grad_q, grad_p = jax.grad(parts.equivariance_loss, argnums=(0, 1))(q, p)
+    assert np.abs(np.asarray(grad_p)).max() == 0
+    # d/dq of sum p log(p/q) + q log(q/p), averaged over the 2*5*6 pixels.
+    expected = (-p / q + np.log(q / p) + 1.0) / p[:, 0].size
+    np.testing.assert_allclose(np.asarray(grad_q), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_contrastive_gradient_is_finite_for_an_empty_part():
+    z = RNG.normal(size=(3, 4, 8)).astype(np.float32)
+    z[1, 2] = 0.0  # A part with no pixels has a zero descriptor.
+    grad = jax.grad(parts.contrastive_loss)(z, 0.2)
+    assert np.isfinite(np.asarray(grad)).all()

@@ -40,3 +40,29 @@ def test_bad_inputs_are_named_at_start():
     objective = build_objective("part_discovery")
     with pytest.raises(ValueError, match="needs a dataset with a foreground mask"):
         objective.train_inputs({"image": jnp.zeros((1, 8, 8, 3))})
+
+
+@pytest.mark.parametrize("dilations", [(1, 1), (2, 3)])
+def test_dilations_set_the_receptive_field(dilations):
+    """A change at one pixel reaches exactly sum_l d_l (k - 1) / 2 pixels away (Chebyshev)."""
+    from ocjax.models.parts import PartNet
+
+    net = PartNet(num_parts=3, channels=(6, 6), kernel_size=3, dilations=dilations)
+    rng = np.random.default_rng(0)
+    images = rng.random((1, 31, 31, 3)).astype(np.float32)
+    fg = np.ones((1, 31, 31), np.float32)
+    variables = net.init(jax.random.key(0), images, fg)
+    poked = images.copy()
+    poked[0, 15, 15] += 1.0
+    change = np.abs(net.apply(variables, poked, fg) - net.apply(variables, images, fg))
+    rows, cols = np.nonzero(change[0].max(0) > 1e-7)
+    reach = max(np.abs(rows - 15).max(), np.abs(cols - 15).max())
+    assert reach == sum(dilations)
+
+
+def test_dilations_must_match_the_convolutions():
+    from ocjax.models.parts import PartNet
+
+    net = PartNet(num_parts=3, channels=(6, 6), kernel_size=3, dilations=(1, 2, 4))
+    with pytest.raises(ValueError, match=r"one rate >= 1 per entry of model.channels"):
+        net.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.ones((1, 8, 8)))
