@@ -78,14 +78,8 @@ class ScenePreprocess:
             out["pixel_valid"] = np.asarray(example["pixel_valid"], bool)
         elif self.views is None and "ignore" in example:  # COCO: overlaps, dropped instances.
             out["pixel_valid"] = np.asarray(example["ignore"])[..., 0] == 0
-        if "foreground" in example:  # Part datasets: the object mask, a model input.
-            foreground = np.asarray(example["foreground"])[..., 0] > 0
-            if self.views is not None:
-                raise ValueError(
-                    "data.views (two augmented views) cannot carry the foreground mask of a "
-                    "part dataset; remove data.views."
-                )
-            out["foreground"] = foreground
+        if "foreground" in example:  # Part datasets: the object mask of the whole image.
+            out["foreground"] = np.asarray(example["foreground"])[..., 0] > 0
         out["valid"] = np.array(True)
         out["present"] = np.arange(self.max_objects) < num_objects
         for key in ("shape", "color", "material", "size"):

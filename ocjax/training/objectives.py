@@ -143,6 +143,11 @@ def _part_inputs(batch: Batch) -> jax.Array:
             "objective 'part_discovery' needs a dataset with a foreground mask (e.g. "
             "data.name = 'parts_like'); this one has none."
         )
+    if "view_a" in batch or "view_a_box" in batch:
+        raise ValueError(
+            "objective 'part_discovery' segments the image itself, not two augmented views; "
+            "remove data.views."
+        )
     fg = batch["foreground"].astype(batch["image"].dtype)[..., None]
     return jnp.concatenate([batch["image"], fg], axis=-1)
 

@@ -40,6 +40,9 @@ def test_bad_inputs_are_named_at_start():
     objective = build_objective("part_discovery")
     with pytest.raises(ValueError, match="needs a dataset with a foreground mask"):
         objective.train_inputs({"image": jnp.zeros((1, 8, 8, 3))})
+    views = {"image": jnp.zeros((1, 8, 8, 3)), "foreground": jnp.ones((1, 8, 8), bool)}
+    with pytest.raises(ValueError, match="not two augmented views; remove data.views"):
+        objective.train_inputs({**views, "view_a_box": jnp.zeros((1, 4), jnp.int32)})
 
 
 @pytest.mark.parametrize("dilations", [(1, 1), (2, 3)])
