@@ -199,3 +199,20 @@ def test_default_options_use_the_registered_builder_configs(tmp_path):
         with pytest.raises(ValueError, match="Cannot name a custom BuilderConfig"):
             builder(config=config, data_dir=str(tmp_path))
         assert builder(config=known_config(builder, config), data_dir=str(tmp_path))
+
+
+def test_two_views_of_a_part_dataset_keep_the_whole_foreground():
+    """A two-view model may train on part figures; the foreground stays the full image's."""
+    rng = np.random.default_rng(0)
+    foreground = rng.random((16, 16, 1)) < 0.4
+    example = {
+        "image": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        "segmentation": foreground.astype(np.uint8) * 2,
+        "foreground": foreground.astype(np.uint8),
+        "objects": {key: np.zeros(1, np.int32) for key in ("shape", "color", "material", "size")}
+        | {"visible": np.ones(1, bool), "position": np.zeros((1, 3), np.float32)},
+    }
+    preprocess = pipeline.ScenePreprocess(2, views=augment.TwoViewAugment(size=8))
+    out = preprocess(example, np.random.default_rng(1))
+    np.testing.assert_array_equal(out["foreground"], foreground[..., 0])
+    assert out["view_a_box"].shape == out["view_b_box"].shape == (4,)
