@@ -1,13 +1,16 @@
 r"""Reproduction driver: run a named CPU protocol end to end and record the result.
 
     python -m ocjax.reproduce cae_2shapes --seeds 3
+    python -m ocjax.reproduce cae_2shapes --seeds 3 --jobs 2   # two seeds at a time, one core each
     python -m ocjax.reproduce --list
 
 A protocol (`PROTOCOLS`) names a config preset (`:cpu`, the paper's protocol scaled to about
 an hour on a 2-core CPU, see each config's docstring), the metric the paper reports and the
 target. For each seed the driver trains and evaluates into `<workroot>/<name>/seed<k>`
 (rerunning the command resumes unfinished seeds and reuses finished ones; each seed's
-`run.json` keeps its wall time and the commits that trained it), then appends a row to `docs/reproductions.md` (system, data, protocol, steps, seeds, metric mean ± std,
+`run.json` keeps its wall time and the commits that trained it; with `--jobs J` the seeds
+train J at a time as separate processes, each pinned to its own share of the CPUs), then
+appends a row to `docs/reproductions.md` (system, data, protocol, steps, seeds, metric mean ± std,
 paper, target, wall time, machine, date, commit) and writes the learning curve
 (`<name>_curve.png`: held-out metric and training loss against step, one line per seed) and
 the first seed's mask picture (`<name>_masks.png`) into `docs/reproductions/`.
@@ -34,6 +37,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from ocjax import cpu_jobs
 from ocjax.training import console
 from ocjax.training.preemption import Interrupted
 
@@ -312,11 +316,9 @@ def run_seed(
     if os.path.exists(record_path):
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
-    if os.path.exists(eval_path) and os.path.exists(record_path):
-        with open(eval_path, encoding="utf-8") as f:
-            results = json.load(f)
-        if config.training.num_steps is None or results.get("step") == config.training.num_steps:
-            return results, record
+    results = finished_seed(config, workdir)
+    if results is not None:
+        return results, record
     if code_version not in record["commits"]:
         record["commits"].append(code_version)
     start = time.perf_counter()
@@ -329,6 +331,40 @@ def run_seed(
             json.dump(record, f)
     with open(eval_path, encoding="utf-8") as f:
         return json.load(f), record
+
+
+def finished_seed(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
+    """eval.json of the seed in `workdir` if it has trained all of `config`'s steps, else None."""
+    eval_path = os.path.join(workdir, "eval.json")
+    if not (os.path.exists(eval_path) and os.path.exists(os.path.join(workdir, "run.json"))):
+        return None
+    with open(eval_path, encoding="utf-8") as f:
+        results = json.load(f)
+    if config.training.num_steps is None or results.get("step") == config.training.num_steps:
+        return results
+    return None
+
+
+def train_seeds_in_parallel(name: str, seeds: int, jobs: int, workroot: str) -> None:
+    """Trains the unfinished seeds among 0..seeds-1 of protocol `name`, `jobs` at a time.
+
+    Each seed is a `--only_seed` process pinned to its own share of the CPUs, its output in
+    `<workroot>/<name>/seed<k>.log`; finished seeds are skipped.
+    """
+    base = load_protocol_config(PROTOCOLS[name])
+    todo = [
+        seed
+        for seed in range(seeds)
+        if finished_seed(seed_config(base, seed, workroot), seed_workdir(workroot, name, seed))
+        is None
+    ]
+    command = [sys.executable, "-m", "ocjax.reproduce", name, "--workroot", workroot]
+    cpu_jobs.run_pinned(
+        [command + ["--only_seed", str(seed)] for seed in todo],
+        [seed_workdir(workroot, name, seed) + ".log" for seed in todo],
+        max(1, min(jobs, len(todo))),
+        names=[f"{name} seed {seed}" for seed in todo],
+    )
 
 
 def seed_workdir(workroot: str, name: str, seed: int) -> str:
@@ -666,6 +702,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="train and evaluate only this seed index (e.g. one per machine or core) and "
         "write no row; a later run with --seeds reuses it",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many seeds at once, each a process on its own share of the CPUs "
+        "(on a 2-core machine, --jobs 2 trains two single-core seeds side by side)",
+    )
     parser.add_argument("--list", action="store_true", help="list the protocols and exit")
     args = parser.parse_args(argv)
     if args.list or args.name is None:
@@ -679,6 +722,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"--seeds must be at least 1, got {args.seeds}.")
     if args.only_seed is not None and args.only_seed < 0:
         sys.exit(f"--only_seed must be a seed index ≥ 0, got {args.only_seed}.")
+    if args.jobs > 1 and args.only_seed is not None:
+        sys.exit("--jobs trains several seeds side by side; --only_seed trains one. Use one.")
+    cpus = cpu_jobs.available_cpus()
+    if not 1 <= args.jobs <= len(cpus):
+        sys.exit(f"--jobs must be between 1 and the {len(cpus)} CPU(s) available, got {args.jobs}.")
     console.quiet_libraries()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
@@ -698,6 +746,13 @@ def _run(args: argparse.Namespace) -> None:
             f"{result[protocol.metric]:.3f} (no row; rerun with --seeds to write it)"
         )
         return
+    if args.jobs > 1:
+        try:
+            train_seeds_in_parallel(args.name, args.seeds, args.jobs, args.workroot)
+        except RuntimeError as failure:
+            sys.exit(f"ocjax: {failure}")
+        except KeyboardInterrupt:
+            sys.exit("ocjax: stopped; every seed saved its step. Rerun the same command to resume.")
     row = reproduce(
         args.name,
         seeds=args.seeds,
