@@ -296,7 +296,7 @@ def test_part_discovery_trains_on_the_embedded_figures(data_dir, tmp_path):
     config.data.resolution = 32
     config.data.parts_like.update(num_train=32, num_validation=8, num_test=8)
     config.model.backbone.workdir = str(flagship)
-    config.model.update(channels=[8, 8], kernel_size=3)
+    config.model.update(channels=[8, 8], dilations=(1, 1), kernel_size=3)
     config.training.update(num_steps=20, log_every=5, batch_size=8, checkpoint_every=20)
     config.evaluation.update(every_steps=20, heldout_examples=8, batch_size=8)
     state = trainer.train_and_evaluate(config, str(tmp_path / "parts"))
