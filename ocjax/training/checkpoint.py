@@ -1,5 +1,6 @@
 """Orbax checkpoints of the `TrainState`, with restore onto the mesh's shardings."""
 
+import gc
 from typing import Any
 
 import jax
@@ -21,11 +22,19 @@ _WRITE_ERRORS = (OSError, ValueError, RuntimeError)
 
 
 def _write_failed(manager: ocp.CheckpointManager, error: Exception) -> OSError:
-    """One clear error for a checkpoint write that failed, naming the folder and the cause."""
+    """One clear error for a checkpoint write that failed, naming the folder and the cause.
+
+    The manager is closed and its abandoned futures collected first, so that everything Orbax
+    prints about the failure comes before ocjax's error, not after it."""
     cause = (str(error).splitlines() or [""])[0]
     if len(cause) > 300:  # Storage errors name the OS reason (e.g. "No space left") at the end.
         cause = "..." + cause[-200:]
     latest = manager.latest_step()
+    try:
+        manager.close()
+    except _WRITE_ERRORS:  # The same failed write, reported again; the error below names it.
+        pass
+    gc.collect()  # asyncio logs "exception was never retrieved" when a future is collected.
     return OSError(
         f"Writing a checkpoint in {manager.directory} failed ({type(error).__name__}: {cause}). "
         "Free disk space (or fix the quota or permissions) and rerun the same command: it "

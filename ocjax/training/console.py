@@ -7,6 +7,7 @@ ocjax's own warnings (logger `ocjax`) always show.
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,29 @@ def quiet_libraries() -> None:
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
     LOGGER.setLevel(logging.WARNING)
+    for name in ("absl", "asyncio"):
+        if not any(isinstance(f, _OrbaxThreadErrors) for f in logging.getLogger(name).filters):
+            logging.getLogger(name).addFilter(_OrbaxThreadErrors())
+    if sys.unraisablehook is sys.__unraisablehook__:
+        sys.unraisablehook = _drop_closed_loop_callbacks
+
+
+class _OrbaxThreadErrors(logging.Filter):
+    """Drops what Orbax's writer threads (and their asyncio loops) log about a failed save:
+    ocjax raises every failed save or restore as one error of its own (`checkpoint.py`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record logged from Orbax's code or by asyncio."""
+        return not (f"{os.sep}orbax{os.sep}" in record.pathname or record.name == "asyncio")
+
+
+def _drop_closed_loop_callbacks(unraisable: Any) -> None:
+    """Drops "Event loop is closed" from TensorStore callbacks into the loop of an Orbax save
+    that already failed (dozens of tracebacks; ocjax reports the failed write itself)."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def start_line(
