@@ -25,8 +25,8 @@ def cpu_groups(jobs: int, cpus: Sequence[int]) -> list[list[int]]:
     """Splits `cpus` into `jobs` disjoint groups of consecutive CPUs, sizes differing by at most one."""
     if not 1 <= jobs <= len(cpus):
         raise ValueError(
-            f"Cannot run {jobs} jobs on {len(cpus)} CPU(s) {list(cpus)}; use --jobs between 1 "
-            f"and {len(cpus)}."
+            f"Cannot run {jobs} jobs on {len(cpus)} CPU(s) {list(cpus)}: --jobs must be between "
+            f"1 and {len(cpus)}."
         )
     size, extra = divmod(len(cpus), jobs)
     groups, start = [], 0

@@ -724,9 +724,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"--only_seed must be a seed index ≥ 0, got {args.only_seed}.")
     if args.jobs > 1 and args.only_seed is not None:
         sys.exit("--jobs trains several seeds side by side; --only_seed trains one. Use one.")
-    cpus = cpu_jobs.available_cpus()
-    if not 1 <= args.jobs <= len(cpus):
-        sys.exit(f"--jobs must be between 1 and the {len(cpus)} CPU(s) available, got {args.jobs}.")
+    try:
+        cpu_jobs.cpu_groups(args.jobs, cpu_jobs.available_cpus())
+    except ValueError as error:
+        sys.exit(str(error))
     console.quiet_libraries()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
