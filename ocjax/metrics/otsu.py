@@ -166,3 +166,26 @@ def otsu_dice(
     """Otsu-Dice `[batch]`: as `otsu_iou`, scoring each IoU-matched pair by Dice = 2IoU/(1+IoU)."""
     matched, present = _matched_ious(attention, true_ids, num_true, valid, num_bins)
     return _mean_over_objects(2.0 * matched / (1.0 + matched), present)
+
+
+def token_grid_ceiling(true_ids: jax.Array, num_true: int, grid: int) -> jax.Array:
+    """Otsu-IoU `[batch]` of ideal slot maps that live on a `grid`×`grid` token grid.
+
+    Each GT object's mask (ids `[batch, h, w]` in `[0, num_true)`, 0 the background) is
+    averaged over the pixels of every token (the share of the token the object covers), then
+    nearest-upsampled and scored with `otsu_iou`, one map per id. This is the best a model
+    whose attention is per token can score under the protocol; `h` and `w` must be
+    multiples of `grid`.
+    """
+    true_ids = jnp.asarray(true_ids)
+    batch, height, width = true_ids.shape
+    if height % grid or width % grid:
+        raise ValueError(
+            f"The {height}x{width} ids do not split into a {grid}x{grid} token grid; "
+            "choose a grid that divides both sides."
+        )
+    fy, fx = height // grid, width // grid
+    one_hot = jnp.moveaxis(jax.nn.one_hot(true_ids, num_true, dtype=jnp.float32), -1, 1)
+    shares = one_hot.reshape(batch, num_true, grid, fy, grid, fx).mean(axis=(3, 5))
+    maps = jnp.repeat(jnp.repeat(shares, fy, axis=2), fx, axis=3)
+    return otsu_iou(maps, true_ids, num_true)

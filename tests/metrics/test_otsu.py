@@ -8,7 +8,13 @@ import pytest
 from skimage.filters import threshold_otsu
 
 from ocjax.metrics import has_objects
-from ocjax.metrics.otsu import otsu_dice, otsu_iou, otsu_masks, otsu_threshold
+from ocjax.metrics.otsu import (
+    otsu_dice,
+    otsu_iou,
+    otsu_masks,
+    otsu_threshold,
+    token_grid_ceiling,
+)
 
 JIT_THRESHOLD = jax.jit(otsu_threshold, static_argnames="num_bins")
 
@@ -136,3 +142,22 @@ def test_bad_inputs_raise() -> None:
         otsu_iou(np.zeros((2, 3, 4, 4)), np.zeros((2, 8, 8), np.int32), num_true=3)
     with pytest.raises(ValueError, match="num_true"):
         otsu_iou(np.zeros((2, 3, 4, 4)), np.zeros((2, 4, 4), np.int32), num_true=0)
+
+
+def test_token_grid_ceiling_scores_numpy_pooled_maps() -> None:
+    rng = np.random.default_rng(3)
+    true_ids = rng.integers(0, 4, size=(3, 12, 12)).astype(np.int32)
+    pooled = np.moveaxis(np.eye(4)[true_ids], -1, 1).reshape(3, 4, 3, 4, 3, 4).mean(axis=(3, 5))
+    maps = np.kron(pooled, np.ones((4, 4)))  # Each token's share, over its 4x4 pixels.
+    expected, _ = brute_force_scores(
+        skimage_masks(maps), true_ids, 4, np.ones(true_ids.shape, bool)
+    )
+    ceiling = token_grid_ceiling(true_ids, 4, grid=3)
+    np.testing.assert_allclose(ceiling, expected, rtol=1e-5, atol=1e-7)
+    assert np.all(np.asarray(ceiling) < 1)  # Random ids do not follow the 4x4 tokens.
+    blocks = np.kron(rng.integers(0, 4, size=(3, 3, 3)), np.ones((4, 4), np.int32))
+    aligned = token_grid_ceiling(blocks, 4, grid=3)
+    present = [(np.unique(b) > 0).any() for b in blocks]
+    np.testing.assert_allclose(aligned, np.where(present, 1.0, 0.0))
+    with pytest.raises(ValueError, match="do not split into a 5x5 token grid"):
+        token_grid_ceiling(true_ids, 4, grid=5)
