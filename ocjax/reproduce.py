@@ -412,15 +412,17 @@ def train_one_seed(
 
 
 def finished_results(workroot: str, name: str, seeds: int) -> list[dict[str, Any]] | None:
-    """eval.json of seeds 0..seeds-1 of protocol `name` under `workroot`, or None if any is
-    missing (not run yet, or unfinished)."""
+    """eval.json of seeds 0..seeds-1 of protocol `name` under `workroot`, or None if any has
+    not trained all of its steps (`finished_seed`)."""
+    base = load_protocol_config(PROTOCOLS[name])
     results = []
     for seed in range(seeds):
-        path = os.path.join(seed_workdir(workroot, name, seed), "eval.json")
-        if not os.path.exists(path):
+        result = finished_seed(
+            seed_config(base, seed, workroot), seed_workdir(workroot, name, seed)
+        )
+        if result is None:
             return None
-        with open(path, encoding="utf-8") as f:
-            results.append(json.load(f))
+        results.append(result)
     return results
 
 

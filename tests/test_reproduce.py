@@ -213,23 +213,26 @@ def test_orderings_name_registered_protocols_and_agree_both_ways():
         assert claims.get((other, metric, name), flip[relation]) == flip[relation]
 
 
-def _write_eval(workroot, name, values):
+def _write_eval(workroot, name, values, step):
     for seed, value in enumerate(values):
         path = workroot / name / f"seed{seed}"
-        path.mkdir(parents=True)
-        (path / "eval.json").write_text(json.dumps({"m": value, "step": 1}))
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "eval.json").write_text(json.dumps({"m": value, "step": step}))
+        (path / "run.json").write_text(json.dumps({"seconds": 1.0, "commits": ["abc"]}))
 
 
-def test_judge_checks_the_target_and_each_ordering(tmp_path):
+def test_judge_checks_the_target_and_each_ordering(tmp_path, monkeypatch):
+    monkeypatch.setitem(reproduce.PROTOCOLS, "other", TINY)
+    steps = reproduce.load_protocol_config(TINY).training.num_steps
     ordering = reproduce.Ordering("m", "M", ">", "other")
     protocol = dataclasses.replace(TINY, metric="m", target=0.5, orderings=(ordering,))
     mine = [{"m": 0.6}, {"m": 0.8}]  # Mean 0.7.
     assert reproduce.judge(protocol, mine, str(tmp_path))[0] == "pending"
-    _write_eval(tmp_path, "other", [0.9])  # One seed where two are needed: still pending.
+    _write_eval(tmp_path, "other", [0.9], steps)  # One seed where two are needed: still pending.
     assert reproduce.judge(protocol, mine, str(tmp_path))[0] == "pending"
-    (tmp_path / "other" / "seed0" / "eval.json").unlink()
-    (tmp_path / "other" / "seed0").rmdir()
-    _write_eval(tmp_path, "other", [0.5, 0.95])  # Mean 0.725 > 0.7: the ordering fails.
+    _write_eval(tmp_path, "other", [0.5, 0.95], steps - 1)  # A shorter run: still pending.
+    assert reproduce.judge(protocol, mine, str(tmp_path))[0] == "pending"
+    _write_eval(tmp_path, "other", [0.5, 0.95], steps)  # Mean 0.725 > 0.7: the ordering fails.
     verdict, checks = reproduce.judge(protocol, mine, str(tmp_path))
     assert verdict == "no" and "0.700 > 0.725" in checks[1]
     below = dataclasses.replace(protocol, orderings=(dataclasses.replace(ordering, relation="<"),))
