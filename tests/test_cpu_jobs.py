@@ -24,7 +24,9 @@ def test_cpu_groups_are_disjoint_consecutive_and_balanced(num_cpus):
 
 @pytest.mark.parametrize("jobs", [0, 3])
 def test_more_jobs_than_cpus_is_named(jobs):
-    with pytest.raises(ValueError, match=f"Cannot run {jobs} jobs on 2 CPU.*--jobs must be between 1 and 2"):
+    with pytest.raises(
+        ValueError, match=f"Cannot run {jobs} jobs on 2 CPU.*--jobs must be between 1 and 2"
+    ):
         cpu_jobs.cpu_groups(jobs, [0, 1])
 
 

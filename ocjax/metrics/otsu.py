@@ -187,5 +187,6 @@ def token_grid_ceiling(true_ids: jax.Array, num_true: int, grid: int) -> jax.Arr
     fy, fx = height // grid, width // grid
     one_hot = jnp.moveaxis(jax.nn.one_hot(true_ids, num_true, dtype=jnp.float32), -1, 1)
     shares = one_hot.reshape(batch, num_true, grid, fy, grid, fx).mean(axis=(3, 5))
-    maps = jnp.repeat(jnp.repeat(shares, fy, axis=2), fx, axis=3)
+    # Upsampled as the evaluation upsamples attention (`objectives.attention_masks`).
+    maps = jax.image.resize(shares, shares.shape[:2] + (height, width), "nearest")
     return otsu_iou(maps, true_ids, num_true)
