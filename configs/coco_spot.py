@@ -4,14 +4,15 @@ Both stages share DINOSAUR's pipeline (`configs/coco_dinosaur.py`): a frozen DIN
 at 224x224 (its last block, no final norm), 7 slots of 256-d, 3 iterations, MLP 1024, and
 the autoregressive transformer decoder (4 layers, 768-d, 6 heads, no positional embedding:
 the features carry positions). Adam, learning rate 0 -> 4e-4 over 10k steps then cosine
-to 4e-7, batch 64, 50 epochs per stage.
+to 4e-7, batch 64, 50 epochs per stage; in both stages the gradients are scaled so that no
+entry exceeds 0.3 (the release's `clip_grad_norm_(..., 0.3, 'inf')`).
 
 * `teacher` (stage 1): the decoder reads the patches in a random one of SPOT's nine orders
-  per step (raster order in evaluation); gradient clipping 1.0.
+  per step (raster order in evaluation).
 * `student` (stage 2): the same model, plus the frozen teacher read from
   `model.teacher.workdir` (the stage-1 run); the student's Slot Attention logits learn the
   teacher's decoder masks (Hungarian-matched cross-entropy, weight 5e-3) beside the feature
-  MSE; clipping 0.3. The paper's student also fine-tunes the last four backbone blocks and
+  MSE. The paper's student also fine-tunes the last four backbone blocks and
   uses learned slot embeddings with bi-level truncation; here its backbone stays frozen
   and the slots keep the Gaussian initialisation (say so next to any figure).
 
@@ -58,6 +59,8 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
             "end_learning_rate": 4e-7,
         }
     )
+    # Both stages of the release clip the largest gradient entry, not the global norm.
+    config.optimizer.update(grad_clip_norm=0.3, grad_clip_norm_type="inf")
     if "cpu" in presets:
         config.optimizer.schedule.update(warmup_steps=500, decay_steps=2_500)
     else:
@@ -67,5 +70,4 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
         workdir = CPU_TEACHER_WORKDIR if "cpu" in presets else "runs/spot_teacher"
         config.model.teacher = {"workdir": workdir}
         config.objective.distillation_weight = 5e-3
-        config.optimizer.grad_clip_norm = 0.3
     return config

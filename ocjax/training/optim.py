@@ -51,14 +51,20 @@ def make_optimizer(
     *,
     weight_decay: float = 0.0,
     grad_clip_norm: float | None = None,
+    grad_clip_norm_type: str = "l2",
     frozen: tuple[str, ...] = (),
 ) -> optax.GradientTransformation:
-    """Adam, AdamW or SGD on `schedule`, after optional global-norm gradient clipping.
+    """Adam, AdamW or SGD on `schedule`, after optional gradient clipping to a total norm.
 
-    Top-level parameter subtrees named in `frozen` (e.g. a pretrained backbone) get no
-    update, no weight decay and no optimiser state.
+    `grad_clip_norm_type` is the norm of all gradients together, as PyTorch's
+    `clip_grad_norm_`: `l2` (the global norm) or `inf` (the largest absolute entry; SPOT's
+    release clips so). Top-level parameter subtrees named in `frozen` (e.g. a pretrained
+    backbone) get no update, no weight decay and no optimiser state, and do not count in
+    the norm.
     """
-    optimizer = _optimizer(name, schedule, weight_decay, grad_clip_norm)
+    optimizer = _optimizer(name, schedule, weight_decay)
+    if grad_clip_norm:
+        optimizer = optax.chain(clip_by_total_norm(grad_clip_norm, grad_clip_norm_type), optimizer)
     if not frozen:
         return optimizer
 
@@ -71,11 +77,35 @@ def make_optimizer(
     return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
+def clip_by_total_norm(max_norm: float, norm_type: str = "l2") -> optax.GradientTransformation:
+    """Scales all gradients by `min(1, max_norm / norm)`, `norm` their total `l2` norm or
+    their largest absolute entry (`inf`); `l2` is optax's `clip_by_global_norm`."""
+    if norm_type == "l2":
+        return optax.clip_by_global_norm(max_norm)
+    if norm_type != "inf":
+        raise ValueError(
+            f"Unknown optimizer.grad_clip_norm_type {norm_type!r}; use 'l2' (global norm) or "
+            "'inf' (largest absolute gradient entry)."
+        )
+
+    def update(updates: Any, state: optax.EmptyState, params: Any = None) -> tuple[Any, Any]:
+        """Scales `updates` so that no entry exceeds `max_norm` in absolute value."""
+        del params
+        leaves = jax.tree.leaves(updates)
+        if not leaves:
+            return updates, state
+        norm = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in leaves]))
+        scale = jnp.where(norm < max_norm, 1.0, max_norm / norm)
+        return jax.tree.map(lambda g: (g * scale).astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def _optimizer(
-    name: str, schedule: optax.Schedule, weight_decay: float, grad_clip_norm: float | None
+    name: str, schedule: optax.Schedule, weight_decay: float
 ) -> optax.GradientTransformation:
     """Adam, AdamW or SGD (momentum 0.9, L2 weight decay added to the gradient, as
-    DeepLab-style training) on `schedule`, after optional global-norm gradient clipping."""
+    DeepLab-style training) on `schedule`."""
     if name == "sgd":
         optimizer = optax.chain(
             optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=0.9)
@@ -88,8 +118,6 @@ def _optimizer(
         optimizer = optax.adamw(schedule, weight_decay=weight_decay)
     else:
         raise ValueError(f"Unknown optimizer.name {name!r}; use adam, adamw or sgd.")
-    if grad_clip_norm:
-        return optax.chain(optax.clip_by_global_norm(grad_clip_norm), optimizer)
     return optimizer
 
 

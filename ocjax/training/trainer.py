@@ -79,6 +79,7 @@ class Experiment:
             self.schedule,
             weight_decay=config.optimizer.weight_decay,
             grad_clip_norm=config.optimizer.grad_clip_norm,
+            grad_clip_norm_type=config.optimizer.get("grad_clip_norm_type", "l2"),
             frozen=frozen_subtrees(self.model),
         )
         self.state_shape = jax.eval_shape(self._init, dummy, self.pretrained)
