@@ -100,6 +100,7 @@ def build_step(config, batch_size: int, mesh) -> tuple[Callable, Any]:
         schedule,
         weight_decay=config.optimizer.weight_decay,
         grad_clip_norm=config.optimizer.grad_clip_norm,
+        grad_clip_norm_type=config.optimizer.get("grad_clip_norm_type", "l2"),
     )
     rngs = {"params": jax.random.key(0), "slots": jax.random.key(1)}
     replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
