@@ -95,13 +95,7 @@ def build_step(config, batch_size: int, mesh) -> tuple[Callable, Any]:
     schedule = optim.learning_rate_schedule(
         total_steps=10_000, **optim.in_steps(config.optimizer.schedule, 1_000)
     )
-    tx = optim.make_optimizer(
-        config.optimizer.name,
-        schedule,
-        weight_decay=config.optimizer.weight_decay,
-        grad_clip_norm=config.optimizer.grad_clip_norm,
-        grad_clip_norm_type=config.optimizer.get("grad_clip_norm_type", "l2"),
-    )
+    tx = optim.from_config(config.optimizer, schedule)
     rngs = {"params": jax.random.key(0), "slots": jax.random.key(1)}
     replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     init = jax.jit(

@@ -7,27 +7,23 @@ pixels that its largest argmax segment takes, for the latest checkpoint of a run
 python docs/reproductions/spot_decoder_attention.py runs/reproduce/spot_teacher_clevr/seed0
 """
 
-import json
-import os
 import sys
 
 import ml_collections
 import numpy as np
 
 from ocjax import parallel
-from ocjax.training import checkpoint, console
-from ocjax.training.trainer import Experiment
+from ocjax.models.backbones import load_run_config
+from ocjax.training import console
+from ocjax.training.trainer import restore_run
 
 
 def main(workdir: str) -> None:
     """Prints the peakedness of every mask kind of the run in `workdir`."""
     console.quiet_libraries()
-    with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(load_run_config(workdir))
     config.evaluation.heldout_examples = 64
-    exp = Experiment(config)
-    manager = checkpoint.checkpoint_manager(workdir, config.training.keep_checkpoints)
-    state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
+    exp, state = restore_run(config, workdir)
     out = exp.eval_step(state.variables, parallel.to_global(exp.eval_data[0], exp.mesh))
     for name, masks in parallel.to_host(out["masks"]).items():
         masks = np.asarray(masks)  # [b, k, h, w]

@@ -77,6 +77,21 @@ def make_optimizer(
     return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
+def from_config(
+    optimizer: Mapping[str, Any], schedule: optax.Schedule, frozen: tuple[str, ...] = ()
+) -> optax.GradientTransformation:
+    """`make_optimizer` from a config's `optimizer` section (`name`, `weight_decay`,
+    `grad_clip_norm` and the optional `grad_clip_norm_type`, default `l2`)."""
+    return make_optimizer(
+        optimizer["name"],
+        schedule,
+        weight_decay=optimizer["weight_decay"],
+        grad_clip_norm=optimizer["grad_clip_norm"],
+        grad_clip_norm_type=optimizer.get("grad_clip_norm_type", "l2"),
+        frozen=frozen,
+    )
+
+
 def clip_by_total_norm(max_norm: float, norm_type: str = "l2") -> optax.GradientTransformation:
     """Scales all gradients by `min(1, max_norm / norm)`, `norm` their total `l2` norm or
     their largest absolute entry (`inf`); `l2` is optax's `clip_by_global_norm`."""

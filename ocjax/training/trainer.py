@@ -74,13 +74,8 @@ class Experiment:
             total_steps=self.num_steps,
             **optim.in_steps(config.optimizer.schedule, self.steps_per_epoch),
         )
-        self.tx = optim.make_optimizer(
-            config.optimizer.name,
-            self.schedule,
-            weight_decay=config.optimizer.weight_decay,
-            grad_clip_norm=config.optimizer.grad_clip_norm,
-            grad_clip_norm_type=config.optimizer.get("grad_clip_norm_type", "l2"),
-            frozen=frozen_subtrees(self.model),
+        self.tx = optim.from_config(
+            config.optimizer, self.schedule, frozen=frozen_subtrees(self.model)
         )
         self.state_shape = jax.eval_shape(self._init, dummy, self.pretrained)
         self.train_data = pipeline.training_batches(
@@ -596,9 +591,8 @@ def _vqa_probe(
     }
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Evaluates the latest checkpoint in `workdir` (`--mode eval`); creates nothing there but
-    `eval.json` and `images/`."""
+def restore_run(config: ml_collections.ConfigDict, workdir: str) -> tuple[Experiment, TrainState]:
+    """The experiment of `config` and the latest checkpoint in `workdir`, restored into it."""
     missing = FileNotFoundError(
         f"No checkpoint in {workdir}/checkpoints; train first "
         "(--mode train) or pass the --workdir of a finished run."
@@ -609,7 +603,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     manager = checkpoint.checkpoint_manager(workdir, config.training.keep_checkpoints)
     if manager.latest_step() is None:
         raise missing
-    state = checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
+    return exp, checkpoint.restore_latest(manager, exp.init_state(exp.dummy_images()))
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Evaluates the latest checkpoint in `workdir` (`--mode eval`); creates nothing there but
+    `eval.json` and `images/`."""
+    exp, state = restore_run(config, workdir)
     results = evaluate(exp, state, workdir)
     if jax.process_index() == 0:
         print(console.results_table(results, output_paths(workdir)), flush=True)
