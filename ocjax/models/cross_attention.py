@@ -5,6 +5,7 @@ attention `[batch, num_queries, num_inputs]` (softmax over the inputs, i.e. the 
 Unlike Slot Attention, the queries do not compete for the inputs (Baldassarre & Azizpour, 2022).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -12,16 +13,28 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
+Initializer = Callable[..., jax.Array]
+LECUN_NORMAL = nn.initializers.lecun_normal()
+
+
+def exact_gelu(x: jax.Array) -> jax.Array:
+    """GELU with the erf, not its tanh approximation (PyTorch's and timm's default)."""
+    return nn.gelu(x, approximate=False)
 
 
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention of queries `[b, q, dim]` over inputs `[b, n, c]`, per head.
 
     Query, key and value projections have no bias (as in the paper's released code); the
-    output projection has one. Logits and softmax are computed in float32.
+    output projection has one unless `out_bias` is False (SLATE's and SPOT's decoder).
+    `kernel_init` draws the query, key and value kernels, `out_kernel_init` (default
+    `kernel_init`) the output projection's. Logits and softmax are computed in float32.
     """
 
     num_heads: int = 4
+    kernel_init: Initializer = LECUN_NORMAL
+    out_kernel_init: Initializer | None = None
+    out_bias: bool = True
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -43,7 +56,9 @@ class MultiHeadAttention(nn.Module):
 
         def project(x: jax.Array, name: str) -> jax.Array:
             """Maps `[b, l, c]` to per-head features `[b, l, num_heads, head_dim]`."""
-            y = nn.Dense(dim, use_bias=False, dtype=self.dtype, name=name)(x)
+            y = nn.Dense(
+                dim, use_bias=False, kernel_init=self.kernel_init, dtype=self.dtype, name=name
+            )(x)
             return y.reshape(*y.shape[:-1], self.num_heads, head_dim)
 
         q = project(queries, "query") * head_dim**-0.5
@@ -54,22 +69,32 @@ class MultiHeadAttention(nn.Module):
             logits = jnp.where(mask, logits, -jnp.inf)
         attention = jax.nn.softmax(logits, axis=-1)
         heads = jnp.einsum("bhqn,bnhd->bqhd", attention.astype(v.dtype), v)
-        update = nn.Dense(dim, dtype=self.dtype, name="out")(heads.reshape(batch, num_queries, dim))
+        update = nn.Dense(
+            dim,
+            use_bias=self.out_bias,
+            kernel_init=self.out_kernel_init or self.kernel_init,
+            dtype=self.dtype,
+            name="out",
+        )(heads.reshape(batch, num_queries, dim))
         return update, attention
 
 
 class TransformerMLP(nn.Module):
-    """Two-layer MLP with exact (erf) GELU: `[..., dim]` -> `[..., mlp_dim]` -> `[..., dim]`."""
+    """Two-layer MLP `[..., dim]` -> `[..., mlp_dim]` -> `[..., dim]`, exact (erf) GELU by
+    default; `kernel_inits` draws the two kernels (first, second)."""
 
     mlp_dim: int = 512
+    activation: Callable[[jax.Array], jax.Array] = exact_gelu
+    kernel_inits: tuple[Initializer, Initializer] = (LECUN_NORMAL, LECUN_NORMAL)
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps `[..., dim]` to `[..., dim]`."""
-        h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="dense_1")(x)
-        h = nn.gelu(h, approximate=False)
-        return nn.Dense(x.shape[-1], dtype=self.dtype, name="dense_2")(h)
+        first, second = self.kernel_inits
+        h = nn.Dense(self.mlp_dim, kernel_init=first, dtype=self.dtype, name="dense_1")(x)
+        h = self.activation(h)
+        return nn.Dense(x.shape[-1], kernel_init=second, dtype=self.dtype, name="dense_2")(h)
 
 
 class CrossAttentionBlock(nn.Module):

@@ -7,11 +7,12 @@ a two-layer MLP -> Slot Attention -> a decoder that reconstructs the features:
   embedding is added, and a shared MLP maps each (slot, patch) to a feature and an alpha
   logit; masks are the softmax of the alphas over the slots and the reconstruction their
   mask-weighted sum (the paper's COCO decoder: 3 hidden layers of 2048).
-* `TransformerFeatureDecoder`: autoregressive over the patches (raster order by default):
-  the target features shifted right behind a learned BOS token are projected, get a
-  learned positional embedding, and pass causal self-attention, cross-attention to the
-  slots and an MLP per pre-norm layer; masks are the last layer's cross-attention (mean
-  over heads, softmax over the slots). SPOT reuses it with other patch orders.
+* `TransformerFeatureDecoder`: autoregressive over the patches (raster order by default),
+  the decoder of SPOT's release (SLATE's): the target features shifted right behind a
+  learned BOS token (and a learned positional embedding) are projected and pass causal
+  self-attention, cross-attention to the slots and a ReLU MLP per pre-norm layer; masks
+  are the last layer's cross-attention (mean over heads, softmax over the slots). SPOT
+  uses it with other patch orders.
 
 The loss (`ocjax.training.objectives.feature_reconstruction`) is the MSE to the frozen
 features.
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ocjax.models.backbones import Backbone, Options
-from ocjax.models.cross_attention import MultiHeadAttention, TransformerMLP
+from ocjax.models.cross_attention import Initializer, MultiHeadAttention, TransformerMLP
 from ocjax.models.queries import GaussianQueries
 from ocjax.models.slot_attention import SlotAttention
 
@@ -112,11 +113,26 @@ class MLPFeatureDecoder(nn.Module):
         return reconstruction, masks
 
 
+def xavier_uniform(gain: float = 1.0) -> Initializer:
+    """PyTorch's `xavier_uniform_(w, gain)`: U(+-gain * sqrt(6 / (fan_in + fan_out)))."""
+    return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
+
+
+# PyTorch's `kaiming_uniform_(w, nonlinearity="relu")`: U(+-sqrt(6 / fan_in)).
+KAIMING_UNIFORM_RELU = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+TORCH_LAYER_NORM_EPS = 1e-5
+
+
 class TransformerDecoderLayer(nn.Module):
-    """Pre-norm layer: causal self-attention, cross-attention to the slots, MLP."""
+    """SLATE's decoder block, as SPOT releases it: causal self-attention, cross-attention to
+    the slots, ReLU MLP, each a pre-norm residual branch whose last projection is drawn
+    with Xavier gain `gain`; no bias on the attention outputs. The `first` layer normalises
+    its input stream itself (the residual continues from the normalised tokens)."""
 
     num_heads: int
     mlp_dim: int
+    gain: float
+    first: bool = False
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -124,29 +140,50 @@ class TransformerDecoderLayer(nn.Module):
         self, x: jax.Array, slots: jax.Array, causal: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         """Updates tokens `[b, n, dim]`; returns them and the cross-attention `[b, h, n, k]`."""
-        h = nn.LayerNorm(dtype=self.dtype, name="norm_self")(x)
-        update, _ = MultiHeadAttention(self.num_heads, dtype=self.dtype, name="self_attention")(
-            h, h, mask=causal
+        attention = {
+            "num_heads": self.num_heads,
+            "kernel_init": xavier_uniform(),
+            "out_kernel_init": xavier_uniform(self.gain),
+            "out_bias": False,
+            "dtype": self.dtype,
+        }
+
+        def norm(name: str) -> nn.LayerNorm:
+            return nn.LayerNorm(epsilon=TORCH_LAYER_NORM_EPS, dtype=self.dtype, name=name)
+
+        h = norm("norm_self")(x)
+        if self.first:
+            x = h
+        x = x + MultiHeadAttention(**attention, name="self_attention")(h, h, mask=causal)[0]
+        update, cross = MultiHeadAttention(**attention, name="cross_attention")(
+            norm("norm_cross")(x), slots
         )
         x = x + update
-        h = nn.LayerNorm(dtype=self.dtype, name="norm_cross")(x)
-        update, cross = MultiHeadAttention(
-            self.num_heads, dtype=self.dtype, name="cross_attention"
-        )(h, slots)
-        x = x + update
-        h = nn.LayerNorm(dtype=self.dtype, name="norm_mlp")(x)
-        return x + TransformerMLP(self.mlp_dim, dtype=self.dtype, name="mlp")(h), cross
+        mlp = TransformerMLP(
+            self.mlp_dim,
+            activation=nn.relu,
+            kernel_inits=(KAIMING_UNIFORM_RELU, xavier_uniform(self.gain)),
+            dtype=self.dtype,
+            name="mlp",
+        )
+        return x + mlp(norm("norm_mlp")(x)), cross
 
 
 class TransformerFeatureDecoder(nn.Module):
     """Autoregressive decoder: slots `[b, k, d]` and target features `[b, n, f]` (teacher
     forcing) to predicted features `[b, n, f]` and masks `[b, k, n]`.
 
-    `order` `[n]` (a permutation of the patches, default raster) is the order in which the
-    patches are predicted, `order_index` picks that order's BOS token (one per order, SPOT);
-    outputs and masks are returned in raster order. With `positions`, a learned embedding
-    of each patch's position is added to the inputs (SPOT leaves it out: the ViT features
-    carry their positions).
+    SPOT's release (SLATE's decoder): the targets in `order` `[n]` (a permutation of the
+    patches, default raster) are shifted right behind a learned BOS token (one per order,
+    picked by `order_index`), projected to `dim` without bias and layer-normalised; the
+    slots likewise. `num_layers` `TransformerDecoderLayer`s with residual gain
+    `(3 * num_layers) ** -0.5` and a final LayerNorm follow; a linear output layer maps
+    back to f only when `dim != f` (the release has none: its width is the feature width).
+    Masks are the last layer's cross-attention (mean over heads, softmax over the slots).
+    Outputs and masks are returned in raster order. With `positions`, a learned embedding
+    of each patch's position is added to the inputs before the projection (SPOT leaves it
+    out: the ViT features carry their positions). Kernels as the release: Xavier-uniform,
+    Kaiming-uniform on each MLP's first layer; LayerNorm epsilon 1e-5 (PyTorch's).
     """
 
     num_layers: int = 4
@@ -169,32 +206,46 @@ class TransformerFeatureDecoder(nn.Module):
         b, n, f = targets.shape
         if order is not None:
             targets = jnp.take(targets, order, axis=1)
-        x = nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name="input")(
-            targets.astype(self.dtype)
-        )
-        x = nn.LayerNorm(dtype=self.dtype, name="norm_input")(x)
-        bos = self.param("bos", nn.initializers.normal(0.02), (self.num_orders, 1, self.dim))
-        bos = jnp.broadcast_to(bos[order_index].astype(self.dtype), (b, 1, self.dim))
-        x = jnp.concatenate([bos, x[:, :-1]], axis=1)
+        bos = self.param("bos", nn.initializers.normal(0.02), (self.num_orders, 1, f))
+        bos = jnp.broadcast_to(bos[order_index], (b, 1, f))
+        x = jnp.concatenate([bos, targets[:, :-1].astype(jnp.float32)], axis=1)
         if self.positions:
-            position = self.param(
-                "position_embedding", nn.initializers.normal(0.02), (1, n, self.dim)
-            )
+            position = self.param("position_embedding", nn.initializers.normal(0.02), (1, n, f))
             if order is not None:  # Positions follow the patches, not the sequence index.
                 position = jnp.take(position, order, axis=1)
-            x = x + position.astype(self.dtype)
-        memory = nn.Dense(self.dim, use_bias=False, dtype=self.dtype, name="slot_input")(
-            slots.astype(self.dtype)
-        )
-        memory = nn.LayerNorm(dtype=self.dtype, name="norm_slots")(memory)
+            x = x + position
+
+        def project(y: jax.Array, name: str) -> jax.Array:
+            """Bias-free Xavier projection to `dim`, then LayerNorm (`input_proj`, `slot_proj`)."""
+            y = nn.Dense(
+                self.dim,
+                use_bias=False,
+                kernel_init=xavier_uniform(),
+                dtype=self.dtype,
+                name=name,
+            )(y.astype(self.dtype))
+            return nn.LayerNorm(
+                epsilon=TORCH_LAYER_NORM_EPS, dtype=self.dtype, name=f"norm_{name}"
+            )(y)
+
+        x = project(x, "input")
+        memory = project(slots, "slots")
         causal = jnp.tril(jnp.ones((n, n), bool))
+        gain = (3 * self.num_layers) ** -0.5
         cross = None
         for i in range(self.num_layers):
             x, cross = TransformerDecoderLayer(
-                self.num_heads, self.mlp_dim, dtype=self.dtype, name=f"layer_{i}"
+                self.num_heads,
+                self.mlp_dim,
+                gain,
+                first=i == 0,
+                dtype=self.dtype,
+                name=f"layer_{i}",
             )(x, memory, causal)
-        x = nn.LayerNorm(dtype=self.dtype, name="norm_output")(x)
-        out = nn.Dense(f, dtype=self.dtype, name="output")(x).astype(jnp.float32)
+        x = nn.LayerNorm(epsilon=TORCH_LAYER_NORM_EPS, dtype=self.dtype, name="norm_output")(x)
+        if self.dim != f:
+            x = nn.Dense(f, kernel_init=xavier_uniform(), dtype=self.dtype, name="output")(x)
+        out = x.astype(jnp.float32)
         masks = jnp.mean(cross, axis=1).transpose(0, 2, 1)  # [b, k, n] in sequence order.
         if order is not None:
             inverse = jnp.argsort(order)

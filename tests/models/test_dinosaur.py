@@ -74,46 +74,64 @@ def test_mlp_decoder_equals_numpy():
 
 
 def _transformer_numpy(p, slots, targets, order, layers, heads, order_index=0):
+    """SPOT's released decoder (SLATE's `TransformerDecoder` behind `input_proj` and
+    `slot_proj`) in float64."""
     targets = targets[:, order]
-    b, n, _ = targets.shape
-    x = _layer_norm(p["norm_input"], _dense(p["input"], targets))
-    bos = np.broadcast_to(p["bos"][order_index], (b, 1, x.shape[-1]))
-    x = np.concatenate([bos, x[:, :-1]], axis=1)
+    b, n, f = targets.shape
+    bos = np.broadcast_to(p["bos"][order_index], (b, 1, f))
+    x = np.concatenate([bos, targets[:, :-1]], axis=1)
     if "position_embedding" in p:
         x = x + p["position_embedding"][:, order]
-    memory = _layer_norm(p["norm_slots"], _dense(p["slot_input"], slots))
+    x = _layer_norm(p["norm_input"], _dense(p["input"], x), eps=1e-5)
+    memory = _layer_norm(p["norm_slots"], _dense(p["slots"], slots), eps=1e-5)
     causal = np.tril(np.ones((n, n), bool))
     for i in range(layers):
         lp = p[f"layer_{i}"]
-        update, _ = _attention(
-            lp["self_attention"],
-            _layer_norm(lp["norm_self"], x),
-            _layer_norm(lp["norm_self"], x),
-            heads,
-            causal,
-        )
-        x = x + update
+        h = _layer_norm(lp["norm_self"], x, eps=1e-5)
+        if i == 0:  # The first block continues from its normalised input.
+            x = h
+        x = x + _attention(lp["self_attention"], h, h, heads, causal)[0]
         update, cross = _attention(
-            lp["cross_attention"], _layer_norm(lp["norm_cross"], x), memory, heads
+            lp["cross_attention"], _layer_norm(lp["norm_cross"], x, eps=1e-5), memory, heads
         )
         x = x + update
-        h = _layer_norm(lp["norm_mlp"], x)
-        x = x + _dense(lp["mlp"]["dense_2"], _gelu(_dense(lp["mlp"]["dense_1"], h)))
-    out = _dense(p["output"], _layer_norm(p["norm_output"], x))
+        h = _layer_norm(lp["norm_mlp"], x, eps=1e-5)
+        hidden = np.maximum(_dense(lp["mlp"]["dense_1"], h), 0.0)
+        x = x + _dense(lp["mlp"]["dense_2"], hidden)
+    out = _layer_norm(p["norm_output"], x, eps=1e-5)
+    if "output" in p:
+        out = _dense(p["output"], out)
     masks = cross.mean(1).transpose(0, 2, 1)
     inverse = np.argsort(order)
     return out[:, inverse], masks[:, :, inverse]
 
 
-@pytest.mark.parametrize(("permuted", "positions"), [(False, True), (True, True), (True, False)])
-def test_transformer_decoder_equals_numpy(permuted, positions):
+@pytest.mark.parametrize(
+    ("permuted", "positions", "dim"), [(False, True, 8), (True, True, 8), (True, False, 5)]
+)
+def test_transformer_decoder_equals_numpy(permuted, positions, dim):
     slots = RNG.normal(size=(2, 3, 8)).astype(np.float32)
     targets = RNG.normal(size=(2, 9, 5)).astype(np.float32)
     order = RNG.permutation(9) if permuted else np.arange(9)
     decoder = TransformerFeatureDecoder(
-        num_layers=2, num_heads=2, dim=8, mlp_dim=16, num_orders=3, positions=positions
+        num_layers=2,
+        num_heads=dim // 4 or 1,
+        dim=dim,
+        mlp_dim=16,
+        num_orders=3,
+        positions=positions,
     )
     params = decoder.init(jax.random.key(0), slots, targets, jnp.asarray(order), 2)
+    # Random LayerNorm affines, so that the test sees where each one sits.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: (
+            x + 0.3 * jax.random.normal(jax.random.key(len(str(path))), x.shape)
+            if "norm" in str(path)
+            else x
+        ),
+        params,
+    )
+    assert ("output" in params["params"]) == (dim != 5)  # Output layer only across widths.
     out, masks = decoder.apply(params, slots, targets, jnp.asarray(order), 2)
     ref_out, ref_masks = _transformer_numpy(
         _np(params["params"]),
@@ -121,12 +139,41 @@ def test_transformer_decoder_equals_numpy(permuted, positions):
         targets.astype(np.float64),
         order,
         2,
-        2,
+        dim // 4 or 1,
         order_index=2,
     )
     np.testing.assert_allclose(out, ref_out, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(masks, ref_masks, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(masks).sum(1), 1.0, atol=1e-5)
+
+
+def test_transformer_decoder_initialisation_is_the_releases():
+    """Kernels as SLATE's `linear`: Xavier-uniform, gain (3 L)^-1/2 on the residual branches'
+    last projections, Kaiming-uniform (ReLU) on the MLP's first layer; no attention-output
+    bias. Each kernel must fill its uniform range (max |w| near the bound) and stay in it."""
+    layers, dim, mlp_dim = 4, 64, 256
+    decoder = TransformerFeatureDecoder(num_layers=layers, num_heads=4, dim=dim, mlp_dim=mlp_dim)
+    slots, targets = jnp.zeros((1, 3, 32)), jnp.zeros((1, 16, 48))
+    p = decoder.init(jax.random.key(1), slots, targets)["params"]
+    gain = (3 * layers) ** -0.5
+
+    def check(kernel, bound):
+        top = float(np.abs(np.asarray(kernel)).max())
+        assert 0.97 * bound < top <= bound, (top, bound)
+
+    check(p["input"]["kernel"], np.sqrt(6 / (48 + dim)))
+    check(p["slots"]["kernel"], np.sqrt(6 / (32 + dim)))
+    check(p["output"]["kernel"], np.sqrt(6 / (dim + 48)))
+    for i in range(layers):
+        lp = p[f"layer_{i}"]
+        for attention in ("self_attention", "cross_attention"):
+            for name in ("query", "key", "value"):
+                check(lp[attention][name]["kernel"], np.sqrt(6 / (2 * dim)))
+            check(lp[attention]["out"]["kernel"], gain * np.sqrt(6 / (2 * dim)))
+            assert "bias" not in lp[attention]["out"]
+        check(lp["mlp"]["dense_1"]["kernel"], np.sqrt(6 / dim))
+        check(lp["mlp"]["dense_2"]["kernel"], gain * np.sqrt(6 / (mlp_dim + dim)))
+        assert not np.any(np.asarray(lp["mlp"]["dense_1"]["bias"]))
 
 
 def test_transformer_decoder_is_causal_in_its_order():
@@ -183,7 +230,8 @@ def test_spot_orders_vary_in_training_and_are_raster_in_evaluation():
     )
     images = jnp.asarray(RNG.normal(size=(1, 48, 48, 3)), jnp.float32)
     variables = model.init({"params": jax.random.key(0), "slots": jax.random.key(1)}, images)
-    assert variables["params"]["head"]["decoder"]["bos"].shape == (9, 1, 16)
+    # One BOS token per order, in the feature space (ViT-S: 384-d), as the release.
+    assert variables["params"]["head"]["decoder"]["bos"].shape == (9, 1, 384)
 
     def order_index(train, key):
         _, state = model.apply(
