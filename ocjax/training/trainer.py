@@ -162,7 +162,7 @@ class Experiment:
         if pretrained:
             params = dict(variables["params"])
             for name, loaded in pretrained.items():
-                params[name] = _replace_like(params[name], loaded)
+                params[name] = _replace_like(params[name], loaded, name)
             variables = {**variables, "params": params}
         return variables
 
@@ -184,22 +184,35 @@ def pretrained_subtrees(model: Any, image_size: tuple[int, int]) -> dict[str, An
     return loaded or None
 
 
-def _replace_like(initial: Any, loaded: Any) -> Any:
-    """`loaded` arrays in the structure of `initial`, checked name by name and shape by shape."""
+PRETRAINED = {
+    "backbone": ("The pretrained backbone", ""),
+    "teacher": (
+        "The SPOT teacher's head (model.teacher.workdir)",
+        (
+            " Retrain the teacher with this version of ocjax: a teacher trained with another "
+            "decoder layout cannot be read."
+        ),
+    ),
+}
+
+
+def _replace_like(initial: Any, loaded: Any, name: str = "backbone") -> Any:
+    """`loaded` arrays in the structure of `initial`, checked name by name and shape by shape;
+    `name` (a key of `PRETRAINED`) says in the error what did not fit."""
+    what, hint = PRETRAINED[name]
     flat_initial = flax.traverse_util.flatten_dict(flax.core.unfreeze(initial), sep="/")
     flat_loaded = flax.traverse_util.flatten_dict(dict(loaded), sep="/")
     if set(flat_initial) != set(flat_loaded):
         missing = sorted(set(flat_initial) - set(flat_loaded))
         extra = sorted(set(flat_loaded) - set(flat_initial))
         raise ValueError(
-            f"The pretrained backbone does not fit the model: missing {missing[:3]}, "
-            f"unexpected {extra[:3]}."
+            f"{what} does not fit the model: missing {missing[:3]}, unexpected {extra[:3]}.{hint}"
         )
     for key, value in flat_initial.items():
         if tuple(value.shape) != tuple(np.shape(flat_loaded[key])):
             raise ValueError(
-                f"Pretrained backbone parameter {key} has shape {np.shape(flat_loaded[key])}, "
-                f"the model needs {tuple(value.shape)}."
+                f"{what}: parameter {key} has shape {np.shape(flat_loaded[key])}, the model "
+                f"needs {tuple(value.shape)}.{hint}"
             )
     return flax.traverse_util.unflatten_dict(
         {k: jax.numpy.asarray(flat_loaded[k], flat_initial[k].dtype) for k in flat_initial},

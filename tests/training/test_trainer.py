@@ -390,3 +390,23 @@ def test_a_different_model_refuses_to_resume(config, tmp_path):
         trainer.train_and_evaluate(config, str(tmp_path))
     assert "model.slot_dim: 16 there, 24 now" in str(error.value)
     assert "model.num_iterations: 2 there, 3 now" in str(error.value)
+
+
+def test_pretrained_weights_that_do_not_fit_are_named():
+    """A teacher head of another layout (or a wrong shape) fails with what did not fit."""
+    initial = {"decoder": {"slots": {"kernel": np.zeros((4, 8))}}}
+    old_layout = {"decoder": {"slot_input": {"kernel": np.ones((4, 8))}}}
+    with pytest.raises(
+        ValueError,
+        match=r"SPOT teacher.*missing \['decoder/slots/kernel'\].*"
+        r"unexpected \['decoder/slot_input/kernel'\].*Retrain the teacher",
+    ):
+        trainer._replace_like(initial, old_layout, "teacher")
+    with pytest.raises(
+        ValueError,
+        match=r"pretrained backbone: parameter decoder/slots/kernel "
+        r"has shape \(4, 6\), the model needs \(4, 8\)",
+    ):
+        trainer._replace_like(initial, {"decoder": {"slots": {"kernel": np.ones((4, 6))}}})
+    fitted = trainer._replace_like(initial, {"decoder": {"slots": {"kernel": np.ones((4, 8))}}})
+    np.testing.assert_array_equal(fitted["decoder"]["slots"]["kernel"], 1.0)
