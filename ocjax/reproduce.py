@@ -239,6 +239,14 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
+def describe_load(loads: Sequence[float | None]) -> str:
+    """The machine load of a row: the largest recorded while its seeds trained, or, where a
+    seed predates that record, the load now, said so."""
+    if loads and all(load is not None for load in loads):
+        return f"load {max(loads):.1f}"
+    return f"load {os.getloadavg()[0]:.1f} when the row was written"
+
+
 def machine() -> str:
     """The CPU model, core count and JAX backend of this machine."""
     import jax  # pylint: disable=import-outside-toplevel
@@ -302,11 +310,13 @@ def run_seed(
     config: ml_collections.ConfigDict, workdir: str, code_version: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Trains and evaluates one seed into `workdir` (resuming); returns eval.json and the
-    run record `{"seconds", "commits"}` kept in `workdir/run.json`.
+    run record `{"seconds", "commits", "load"}` kept in `workdir/run.json`.
 
     A seed whose `eval.json` already holds the final step is not run again. `seconds`
     accumulates over interrupted runs (Ctrl-C or SIGTERM); `commits` lists every commit
-    (`code_version`) that trained the seed, so a row never names code that did not run.
+    (`code_version`) that trained the seed, so a row never names code that did not run;
+    `load` is the machine's 15-minute load average when training stopped (the largest over
+    interrupted runs), so a row written later still says how busy the machine was.
     """
     from ocjax.training import trainer  # pylint: disable=import-outside-toplevel
 
@@ -326,6 +336,7 @@ def run_seed(
         trainer.train_and_evaluate(config, workdir)
     finally:  # An interrupted seed keeps its time, so the resumed run reports the total.
         record["seconds"] += time.perf_counter() - start
+        record["load"] = max(record.get("load", 0.0), os.getloadavg()[2])
         os.makedirs(workdir, exist_ok=True)
         with open(record_path, "w", encoding="utf-8") as f:
             json.dump(record, f)
@@ -619,7 +630,7 @@ def reproduce(
     protocol = protocol or PROTOCOLS[name]
     code_version = commit()  # Recorded per seed when it trains, even if HEAD moves later.
     base = config if config is not None else load_protocol_config(protocol)
-    results, seconds, histories, commits = [], [], [], []
+    results, seconds, histories, commits, loads = [], [], [], [], []
     for seed in range(seeds):
         workdir = seed_workdir(workroot, name, seed)
         result, record = run_seed(seed_config(base, seed, workroot), workdir, code_version)
@@ -629,6 +640,7 @@ def reproduce(
             )
         results.append(result)
         seconds.append(record["seconds"])
+        loads.append(record.get("load"))
         commits.extend(c for c in record["commits"] if c not in commits)
         histories.append(read_metrics(workdir))
     pictures = os.path.join(docs, "reproductions")
@@ -666,7 +678,7 @@ def reproduce(
         "target": protocol.describe_target(),
         "reached": reached,
         "wall time": f"{sum(seconds) / 60:.0f} min ({np.mean(seconds) / 60:.0f} per seed)",
-        "machine": f"{machine()}; load {os.getloadavg()[0]:.1f}",
+        "machine": f"{machine()}; {describe_load(loads)}",
         "date": datetime.date.today().isoformat(),
         "commit": ", ".join(commits),
         "curve": f"[curve](reproductions/{name}_curve.png)",

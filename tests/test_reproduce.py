@@ -90,6 +90,11 @@ def test_driver_writes_row_curve_and_masks(data_dir, tmp_path):
     assert cells["date"] and cells["commit"] and "cores" in cells["machine"]
     run = json.loads((tmp_path / "runs" / "tiny" / "seed0" / "run.json").read_text())
     assert run["commits"] == [cells["commit"]] and run["seconds"] > 0
+    loads = [
+        json.loads((tmp_path / "runs" / "tiny" / f"seed{k}" / "run.json").read_text())["load"]
+        for k in range(2)
+    ]
+    assert cells["machine"].endswith(f"; load {max(loads):.1f}")
     assert row["metric_values"] == list(fg_ari)
     for picture in ("tiny_curve.png", "tiny_masks.png"):
         assert (docs / "reproductions" / picture).stat().st_size > 1000

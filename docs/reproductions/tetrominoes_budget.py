@@ -4,7 +4,7 @@ Reads the runs' `metrics.jsonl` and draws `sa_ae_tetrominoes_budget.png`:
 
 python docs/reproductions/tetrominoes_budget.py \
     "seed 1, extended:runs/tetro_long_seed1" "seed 2, 2k warm-up:runs/tetro_warm2k_seed2" \
-    "seed 0 (protocol):runs/reproduce/sa_ae_tetrominoes/seed0" ...
+    "seed 0 (protocol):runs/tetro_warmup500/seed0" ...
 
 Each argument is `LABEL:WORKDIR`.
 """
