@@ -15,6 +15,7 @@ from ocjax.data.builders import (
     deepfashion,
     multi_object,
     preparing,
+    voc,
 )
 from ocjax.data.builders.clevr_like import ClevrLike, ClevrLikeConfig
 from ocjax.data.builders.features import known_config
@@ -225,6 +226,7 @@ DATASETS: dict[str, Callable[..., dict[str, Any]]] = {
     "objects_room": multi_object.objects_room_sources,
     "coco": coco.coco_sources,
     "coco_panoptic": coco_panoptic.coco_panoptic_sources,
+    "pascal_voc": voc.voc_sources,
     "clevr": clevr.clevr_sources,
     "shapes": shapes_sources,
     "tetrominoes_like": tetrominoes_like_sources,
