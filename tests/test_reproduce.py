@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -147,6 +148,12 @@ def test_read_metrics_keeps_the_last_record_of_a_repeated_step(tmp_path):
         {"step": 2, "loss": 1.0},
         {"step": 4, "loss": 0.4, "eval/x": 0.1},
     ]
+
+
+def test_row_load_is_the_largest_recorded_or_says_when_it_was_taken():
+    assert reproduce.describe_load([0.5, 1.73, 1.2]) == "load 1.7"
+    now = reproduce.describe_load([0.5, None])  # A seed trained before loads were recorded.
+    assert re.fullmatch(r"load \d+\.\d when the row was written", now), now
 
 
 def test_row_format_rejects_missing_columns_and_escapes_pipes():
