@@ -48,7 +48,10 @@ def manual(tmp_path_factory):
     lists = voc2012 / "ImageSets" / "Segmentation"
     (lists / "val.txt").write_text("2007_000002\n")
     (lists / "train.txt").write_text("2007_000001\n")
-    (lists / "trainaug.txt").write_text("2007_000001\n2008_000003\n")
+    (lists / "trainaug.txt").write_text(  # DeepLab's layout of the list, also accepted.
+        "/JPEGImages/2007_000001.jpg /SegmentationClassAug/2007_000001.png\n"
+        "/JPEGImages/2008_000003.jpg /SegmentationClassAug/2008_000003.png\n"
+    )
     return root
 
 

@@ -61,7 +61,8 @@ def voc_root(manual_dir: str) -> str:
 
 
 def read_ids(root: str, name: str) -> list[str]:
-    """Image ids of `ImageSets/Segmentation/<name>.txt`; DatasetError naming a missing list."""
+    """Image ids of `ImageSets/Segmentation/<name>.txt` (one id a line, or DeepLab's
+    `/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png`); DatasetError naming a missing list."""
     path = os.path.join(root, "ImageSets", "Segmentation", f"{name}.txt")
     if not os.path.isfile(path):
         hint = (
@@ -71,8 +72,10 @@ def read_ids(root: str, name: str) -> list[str]:
             else ""
         )
         raise dataset_error(f"Pascal VOC image list {path} does not exist.{hint} ({README_HINT})")
-    with open(path, encoding="utf-8") as f:
-        return [line.split()[0] for line in f if line.strip()]
+    with open(path, encoding="utf-8") as f:  # "<id>" or DeepLab's "/JPEGImages/<id>.jpg ...".
+        return [
+            os.path.splitext(os.path.basename(line.split()[0]))[0] for line in f if line.strip()
+        ]
 
 
 def read_palette_png(path: str) -> np.ndarray:
