@@ -10,8 +10,10 @@ contrast, saturation and hue by up to 30 %, rotates by up to 60 degrees and tran
 up to 10 %. SGD, learning rate 1e-5, weight decay 5e-4, batch 6; from the authors' released
 configuration: contrastive temperature 0.19, gradients clipped to norm 5. Metrics: NMI and ARI
 between predicted parts and the ground-truth part labels, and their foreground-only
-versions, next to the paper's baseline: per-image k-means of phi's features on the
-object's pixels into K clusters (`readout/...` in eval.json).
+versions, over the pixels of the whole split as in the paper (`parts/pooled_fg_ari`, ...;
+per-image scores beside them), next to the paper's baseline: one k-means of phi's features
+on the objects' pixels of the split into K clusters (`readout/pooled_...` in eval.json;
+per-image k-means as `readout/ari_bg`, `readout/fg_nmi`).
 
 The data default to the embedded part figures (`parts_like`, offline); phi defaults to a
 DINO ViT-S/8 read from `weights/dino_deitsmall8_pretrain.pth` (README, "Real-world object

@@ -210,19 +210,24 @@ PROTOCOLS: dict[str, Protocol] = {
         system="Part discovery (Choudhury et al.)",
         data="embedded part figures 64×64, K = 4 (6 labelled parts)",
         config="configs/parts.py:cpu",
-        metric="parts/fg_ari",
+        # The paper's FG-ARI / FG-NMI pool the pixels of every test image (part k must be
+        # the same part everywhere), and so does its k-means baseline; per-image scores of
+        # both are reported beside them.
+        metric="parts/pooled_fg_ari",
         metric_label="FG-ARI",
-        paper="method above k-means of the frozen features",
+        paper="CUB FG-NMI 46.0, FG-ARI 21.0 vs k-means of VGG19 34.9, 14.7",
         target=None,
         picture="slots_parts",
         extra_metrics=(
-            ("parts/fg_nmi", "FG-NMI"),
-            ("readout/ari_bg", "k-means baseline FG-ARI"),
-            ("readout/fg_nmi", "k-means baseline FG-NMI"),
+            ("parts/pooled_fg_nmi", "FG-NMI"),
+            ("readout/pooled_fg_ari", "k-means baseline FG-ARI"),
+            ("readout/pooled_fg_nmi", "k-means baseline FG-NMI"),
+            ("parts/fg_ari", "per-image FG-ARI"),
+            ("readout/ari_bg", "per-image k-means FG-ARI"),
         ),
         beats=(
-            ("parts/fg_ari", "readout/ari_bg", "FG-ARI"),
-            ("parts/fg_nmi", "readout/fg_nmi", "FG-NMI"),
+            ("parts/pooled_fg_ari", "readout/pooled_fg_ari", "FG-ARI"),
+            ("parts/pooled_fg_nmi", "readout/pooled_fg_nmi", "FG-NMI"),
         ),
     ),
     "flagship_global_only": Protocol(

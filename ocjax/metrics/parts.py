@@ -1,9 +1,8 @@
 """Part-discovery metrics (Choudhury et al., 2021): NMI and ARI between part maps and labels.
 
 Part segmentations are scored per image (`nmi`, and `ocjax.metrics.ari`) or over a whole
-dataset by summing contingency tables across batches (`contingency`, then
-`nmi_from_contingency` / `ari_from_contingency` on the sum), as the paper does over all
-images. FG-NMI / FG-ARI count only foreground pixels (`ignore_background=True`; label 0 is
+dataset by summing contingency tables across batches (`contingency`, then `pooled_scores`
+on the sum), as the paper does over all images. FG-NMI / FG-ARI count only foreground pixels (`ignore_background=True`; label 0 is
 background). Everything is jit-able; values equal scikit-learn's on the counted pixels.
 """
 
@@ -12,7 +11,13 @@ import jax.numpy as jnp
 
 from ocjax.metrics.segmentation import ari_from_contingency, contingency
 
-__all__ = ["ari_from_contingency", "contingency", "nmi", "nmi_from_contingency"]
+__all__ = [
+    "ari_from_contingency",
+    "contingency",
+    "nmi",
+    "nmi_from_contingency",
+    "pooled_scores",
+]
 
 
 def _entropy(sizes: jax.Array, total: jax.Array) -> jax.Array:
@@ -56,3 +61,18 @@ def nmi(
     return nmi_from_contingency(
         contingency(true_ids, pred_ids, num_true, num_pred, ignore_background, valid)
     )
+
+
+def pooled_scores(table: jax.Array) -> dict[str, float]:
+    """ARI, NMI, FG-ARI and FG-NMI of one contingency table `[T, P]` summed over a whole split.
+
+    Row 0 is the true background, so the FG scores drop it. Pooling the images is the
+    paper's protocol: it scores whether part k means the same part in every image.
+    """
+    table = jnp.asarray(table)
+    return {
+        "pooled_ari": float(ari_from_contingency(table)),
+        "pooled_nmi": float(nmi_from_contingency(table)),
+        "pooled_fg_ari": float(ari_from_contingency(table[1:])),
+        "pooled_fg_nmi": float(nmi_from_contingency(table[1:])),
+    }

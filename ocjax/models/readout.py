@@ -5,6 +5,10 @@ Per-pixel orientation maps come from `rotating_readout` (`[b, h, w, n]`) or `com
 scores them against ground truth with ARI over foreground pixels; `cluster_scores` is the
 evaluation's host step (K = objects + 1 per image, ARI-BG and mBO without overlap pixels).
 
+`sample_points`, `fit_centroids` and `assign_clusters` are the pooled variant: one k-means
+fitted on points drawn from every image of a split, then each pixel's nearest centroid
+(the part-discovery baseline, whose cluster k must mean the same thing in every image).
+
 k-means runs on the host with scikit-learn's `KMeans(n_clusters=K, n_init=10)` per image: it is
 the clusterer of the official CAE and Rotating Features evaluations, so the scores match
 theirs; the evaluation step is not differentiated, so running it outside `jax.jit` costs
@@ -108,6 +112,46 @@ def _fit_each(
             )
         kmeans = KMeans(n_clusters=num_clusters, n_init=n_init, random_state=seed + i)
         labels[i][valid[i]] = kmeans.fit_predict(points[i][valid[i]])
+
+
+def sample_points(
+    points: np.ndarray, valid: np.ndarray, per_image: int, seed: int = 0
+) -> np.ndarray:
+    """At most `per_image` random `valid [b, h, w]` points of each image: `[n, f]` float64."""
+    points, valid = np.asarray(points, np.float64), np.asarray(valid, bool)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for i in range(points.shape[0]):
+        pixels = points[i][valid[i]]
+        take = min(per_image, len(pixels))
+        chosen.append(pixels[rng.choice(len(pixels), take, replace=False)])
+    return np.concatenate(chosen) if chosen else np.zeros((0, points.shape[-1]))
+
+
+def fit_centroids(
+    samples: np.ndarray, num_clusters: int, seed: int = 0, n_init: int = 10
+) -> np.ndarray:
+    """One k-means over points `[n, f]` pooled from many images: centroids `[K, f]`."""
+    if len(samples) < num_clusters:
+        raise ValueError(
+            f"pooled k-means got {len(samples)} points, fewer than num_clusters = "
+            f"{num_clusters}; evaluate on more images or with more valid pixels."
+        )
+    with threadpool_limits(limits=1, user_api="openmp"):
+        kmeans = KMeans(n_clusters=num_clusters, n_init=n_init, random_state=seed)
+        return kmeans.fit(np.asarray(samples, np.float64)).cluster_centers_
+
+
+def assign_clusters(points: np.ndarray, centroids: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Nearest of `centroids [K, f]` for each `valid` point of `points [b, h, w, f]`: ids
+    `[b, h, w]` int32, 1..K on valid pixels and 0 elsewhere."""
+    points, centroids = np.asarray(points, np.float64), np.asarray(centroids, np.float64)
+    d = (
+        np.sum(points**2, axis=-1, keepdims=True)
+        - 2.0 * points @ centroids.T
+        + np.sum(centroids**2, axis=-1)
+    )
+    return np.where(np.asarray(valid, bool), np.argmin(d, axis=-1) + 1, 0).astype(np.int32)
 
 
 def ari_bg(

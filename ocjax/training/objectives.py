@@ -31,12 +31,20 @@ class Readout:
     """Object read-out by clustering: `points(outputs) -> [b, h, w, f]` (jitted), k-means on host.
 
     `num_clusters` None clusters each image into its number of objects + 1 (the official
-    CAE / Rotating Features protocol); an int fixes K for every image.
+    CAE / Rotating Features protocol); an int fixes K for every image. With `pooled`, one
+    k-means with that K is also fitted on up to `pooled_points_per_image` points of every
+    image of the split and scored over the whole split (`readout/pooled_...`).
     """
 
     points: Callable[[Outputs], jax.Array]
     num_clusters: int | None = None
     n_init: int = 10
+    pooled: bool = False
+    pooled_points_per_image: int = 64
+
+    def __post_init__(self) -> None:
+        if self.pooled and not self.num_clusters:
+            raise ValueError("a pooled read-out needs a fixed num_clusters (one K for the split).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +58,9 @@ class Objective:
     otsu_masks: tuple[str, ...] = ()
     readout: Readout | None = None
     eval_inputs: Callable[[Batch], jax.Array] | None = None  # Default: `batch["image"]`.
+    # Mask kinds also scored over the whole split (contingency tables summed over images),
+    # for labels that mean the same in every image (part labels): `<kind>/pooled_...`.
+    pooled_masks: tuple[str, ...] = ()
 
 
 def attention_masks(attention: jax.Array, image_size: tuple[int, int]) -> jax.Array:
@@ -194,9 +205,12 @@ def part_discovery(
 ) -> Objective:
     """Choudhury et al. (2021): the four weighted losses; masks `parts` (background + K).
 
-    With `baseline_clusters` = K, evaluation also scores the paper's baseline, per-image
-    k-means of the frozen features on the object's pixels, as `readout/ari_bg` (FG-ARI),
-    `readout/fg_nmi` and `readout/mbo`.
+    The paper scores part maps over the whole split (`parts/pooled_fg_ari`, ...: part k
+    must be the same part in every image); per-image scores are kept beside them. With
+    `baseline_clusters` = K, evaluation also scores the paper's baseline, k-means of the
+    frozen features on the object's pixels: one k-means over the split
+    (`readout/pooled_fg_ari`, ...) and one per image (`readout/ari_bg` (FG-ARI),
+    `readout/fg_nmi`, `readout/mbo`).
     """
     weights = (feature_weight, contrastive_weight, visual_weight, equivariance_weight)
     if min(weights) < 0 or not any(weights):
@@ -216,10 +230,11 @@ def part_discovery(
         ),
         masks=lambda out, size: {"parts": resize_masks(out["masks"], size)},
         readout=(
-            Readout(points=lambda out: out["features"], num_clusters=baseline_clusters)
+            Readout(points=lambda out: out["features"], num_clusters=baseline_clusters, pooled=True)
             if baseline_clusters
             else None
         ),
+        pooled_masks=("parts",),
     )
 
 

@@ -85,7 +85,9 @@ def eval_step(
     segmentation, plus Otsu-IoU/Dice for the kinds the objective names, over the pixels
     whose `pixel_valid` is True (overlaps and ignored regions excluded). Padded rows and
     images without foreground get weight 0. `readout` holds the objective's read-out points
-    `[b, h, w, f]` for host-side clustering (None without a read-out).
+    `[b, h, w, f]` for host-side clustering (None without a read-out); `tables` the
+    contingency tables `[num_true, num_pred]` summed over the batch's images for the mask
+    kinds the objective scores over the whole split (`pooled_masks`).
     """
     inputs = objective.eval_inputs(batch) if objective.eval_inputs else batch["image"]
     outputs = model.apply(variables, inputs, train=False, rngs={"slots": rng})
@@ -112,6 +114,20 @@ def eval_step(
         for metric, values in scores.items():
             per_image[f"{name}/{metric}"] = values
             weights[f"{name}/{metric}"] = valid if metric in ("ari", "nmi") else has_fg
+    tables = {
+        name: jnp.einsum(
+            "b,btp->tp",
+            valid.astype(jnp.float32),
+            parts.contingency(
+                true_ids,
+                seg.ids_from_masks(masks[name]),
+                num_true,
+                masks[name].shape[1],
+                valid=pixels,
+            ),
+        )
+        for name in objective.pooled_masks
+    }
     features = objective.features(outputs) if objective.features else None
     readout = objective.readout.points(outputs) if objective.readout else None
     attributes = {k: batch[k] for k in ("size", "color", "material", "shape", "present", "valid")}
@@ -123,4 +139,5 @@ def eval_step(
         "features": features,
         "readout": readout,
         "attributes": attributes,
+        "tables": tables,
     }

@@ -13,7 +13,7 @@ import tqdm
 
 from ocjax import files, parallel, visualize
 from ocjax.data import augment, load_sources, pipeline
-from ocjax.metrics import otsu, vqa
+from ocjax.metrics import otsu, parts, vqa
 from ocjax.models import backbones, build_model, input_check, readout
 from ocjax.models.dinosaur import frozen_subtrees, teacher_params
 from ocjax.training import checkpoint, console, optim
@@ -490,25 +490,77 @@ def _cluster(
     )
 
 
+def _clustered_pixels(batch: dict[str, np.ndarray]) -> np.ndarray:
+    """Pixels `[b, h, w]` the read-out clusters: valid ones, on the object for part data."""
+    valid = batch["pixel_valid"] & batch["valid"][:, None, None]
+    return valid & batch["foreground"] if "foreground" in batch else valid
+
+
+def _pooled_centroids(exp: Experiment, state: TrainState, data: Any) -> np.ndarray:
+    """A first pass over `data`: one k-means `[K, f]` of read-out points from every image."""
+    settings = exp.objective.readout
+    samples = []
+    for i, batch in enumerate(pipeline.iterate(data)):
+        global_batch = parallel.to_global(batch, exp.mesh)
+        points = parallel.to_host(exp.eval_step(state.variables, global_batch)["readout"])
+        targets = parallel.to_host(
+            {k: global_batch[k] for k in _READOUT_TARGETS if k in global_batch}
+        )
+        samples.append(
+            readout.sample_points(
+                points,
+                _clustered_pixels(targets),
+                settings.pooled_points_per_image,
+                seed=exp.config.seed + i,
+            )
+        )
+    return readout.fit_centroids(
+        np.concatenate(samples), settings.num_clusters, exp.config.seed, settings.n_init
+    )
+
+
+def _pooled_table(
+    exp: Experiment, points: np.ndarray, batch: dict[str, np.ndarray], centroids: np.ndarray
+) -> np.ndarray:
+    """Contingency `[num_true, K + 1]` of the batch's nearest-centroid ids, summed over images."""
+    ids = readout.assign_clusters(points, centroids, _clustered_pixels(batch))
+    table = parts.contingency(
+        batch["segmentation"],
+        ids,
+        exp.config.data.max_objects + 1,
+        len(centroids) + 1,
+        valid=batch["pixel_valid"],
+    )
+    return np.einsum("b,btp->tp", batch["valid"].astype(np.float64), np.asarray(table))
+
+
 def compute_metrics(
     exp: Experiment, state: TrainState, data: Any, *, probe: bool = True
 ) -> dict[str, float]:
     """Per-image metrics averaged over the images of `data` (evaluation batches) they apply to.
 
     With a read-out (synchrony models) its points are clustered on the host per batch into
-    `readout/ari_bg` and `readout/mbo`; with `probe` and a VQA probe configured, object
+    `readout/ari_bg` and `readout/mbo` (a pooled read-out also fits one k-means on the whole
+    split first: `readout/pooled_...`); the objective's `pooled_masks` are scored over the
+    whole split from summed contingency tables (`<kind>/pooled_...`); with `probe` and a VQA probe configured, object
     features of every image are collected on the host and the probe is trained and scored
     on a split of them (`vqa/...`). Also `num_images`.
     """
     totals: dict[str, float] = {}
     counts: dict[str, float] = {}
     collected: dict[str, list[np.ndarray]] = {}
+    tables: dict[str, np.ndarray] = {}
+    settings = exp.objective.readout
+    centroids = _pooled_centroids(exp, state, data) if settings and settings.pooled else None
     num_images = 0
     for batch in pipeline.iterate(data):
         global_batch = parallel.to_global(batch, exp.mesh)
         out = exp.eval_step(state.variables, global_batch)
         host = parallel.to_host(
-            {k: out[k] for k in ("per_image", "weights", "features", "attributes", "readout")}
+            {
+                k: out[k]
+                for k in ("per_image", "weights", "features", "attributes", "readout", "tables")
+            }
         )
         keep = host["attributes"].pop("valid")
         num_images += int(keep.sum())
@@ -519,6 +571,10 @@ def compute_metrics(
             _, scores, w = _cluster(exp, host["readout"], targets)
             host["per_image"].update({f"readout/{k}": v for k, v in scores.items()})
             host["weights"].update({f"readout/{k}": w for k in scores})
+            if centroids is not None:
+                host["tables"]["readout"] = _pooled_table(exp, host["readout"], targets, centroids)
+        for name, table in host["tables"].items():
+            tables[name] = tables.get(name, 0.0) + np.asarray(table, np.float64)
         for key, values in host["per_image"].items():
             w = host["weights"][key].astype(np.float64)
             totals[key] = totals.get(key, 0.0) + float(np.sum(values * w))
@@ -527,6 +583,8 @@ def compute_metrics(
             for key, values in dict(host["attributes"], features=host["features"]).items():
                 collected.setdefault(key, []).append(values[keep])
     results = {k: totals[k] / counts[k] for k in sorted(totals) if counts[k]}
+    for name, table in sorted(tables.items()):
+        results.update({f"{name}/{k}": v for k, v in parts.pooled_scores(table).items()})
     if collected and exp.config.evaluation.get("probe") is not None:
         results.update(
             _vqa_probe(

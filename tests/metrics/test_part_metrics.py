@@ -59,3 +59,28 @@ def test_empty_foreground_follows_sklearn():
     pred = np.arange(16).reshape(1, 4, 4) % 3
     got = parts.nmi(background, pred, 2, 3, True)  # No foreground pixel is counted.
     assert float(got[0]) == normalized_mutual_info_score([], [])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pooled_scores_equal_sklearn_on_every_image_s_pixels(seed):
+    rng = np.random.default_rng(seed)
+    tables, true_all, pred_all = [], [], []
+    for batch in range(3):
+        true, pred, valid = _maps(100 * seed + batch)
+        images = rng.random(true.shape[0]) < 0.8  # Padded rows weigh 0, as in evaluation.
+        tables.append(
+            np.einsum("b,btp->tp", images, parts.contingency(true, pred, 5, 4, valid=valid))
+        )
+        keep = valid & images[:, None, None]
+        true_all.append(true[keep])
+        pred_all.append(pred[keep])
+    true, pred = np.concatenate(true_all), np.concatenate(pred_all)
+    got = parts.pooled_scores(sum(tables))
+    fg = true != 0
+    expected = {
+        "pooled_ari": adjusted_rand_score(true, pred),
+        "pooled_nmi": normalized_mutual_info_score(true, pred),
+        "pooled_fg_ari": adjusted_rand_score(true[fg], pred[fg]),
+        "pooled_fg_nmi": normalized_mutual_info_score(true[fg], pred[fg]),
+    }
+    assert got == pytest.approx(expected, abs=1e-5)

@@ -117,3 +117,35 @@ def test_kmeans_rejects_more_clusters_than_valid_pixels():
     valid[0, 0, :3] = True
     with pytest.raises(ValueError, match="3 valid pixels, fewer than num_clusters = 4"):
         kmeans_cluster(points, 4, valid=valid)
+
+
+def test_pooled_kmeans_assigns_each_pixel_its_nearest_centroid():
+    from scipy.spatial.distance import cdist
+
+    from ocjax.models.readout import assign_clusters, fit_centroids, sample_points
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 5)) * 10.0
+    truth = rng.integers(0, 3, (4, 6, 7))
+    points = centres[truth] + rng.normal(size=(4, 6, 7, 5)) * 0.1
+    valid = rng.random((4, 6, 7)) < 0.7
+    samples = sample_points(points, valid, per_image=20, seed=0)
+    assert samples.shape == (4 * 20, 5)  # Every image has more than 20 valid pixels here.
+    # Every sample is a valid pixel of some image.
+    pool = points[valid]
+    assert np.all(cdist(samples, pool).min(axis=1) == 0)
+    centroids = fit_centroids(samples, 3, seed=0)
+    ids = assign_clusters(points, centroids, valid)
+    expected = np.where(
+        valid, cdist(points.reshape(-1, 5), centroids).argmin(1).reshape(valid.shape) + 1, 0
+    )
+    np.testing.assert_array_equal(ids, expected)
+    # Well-separated blobs: one cluster per centre, the same id in every image.
+    np.testing.assert_allclose(adjusted_rand_score(truth[valid], ids[valid]), 1.0)
+
+
+def test_pooled_kmeans_rejects_too_few_points():
+    from ocjax.models.readout import fit_centroids
+
+    with pytest.raises(ValueError, match="2 points, fewer than num_clusters = 4"):
+        fit_centroids(np.zeros((2, 3)), 4)

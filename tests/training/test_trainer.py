@@ -8,7 +8,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from ocjax.data import pipeline
 from ocjax.training import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -310,6 +312,26 @@ def test_part_discovery_trains_on_the_embedded_figures(data_dir, tmp_path):
     assert -1 <= results["parts/fg_ari"] <= 1 and 0 <= results["parts/mbo"] <= 1
     # The k-means baseline on the frozen features, scored on the object's pixels.
     assert -1 <= results["readout/ari_bg"] <= 1 and 0 <= results["readout/fg_nmi"] <= 1
+    assert -1 <= results["readout/pooled_fg_ari"] <= 1
+    assert 0 <= results["readout/pooled_fg_nmi"] <= 1
+    # The paper's scores pool every test image's pixels: equal to sklearn on all of them.
+    exp, restored = trainer.restore_run(config, str(tmp_path / "parts"))
+    true_all, pred_all = [], []
+    for batch in pipeline.iterate(exp.eval_data):
+        out = exp.eval_step(restored.variables, batch)
+        pred = np.asarray(out["masks"]["parts"]).argmax(axis=1)
+        keep = np.asarray(batch["pixel_valid"]) & np.asarray(batch["valid"])[:, None, None]
+        true_all.append(np.asarray(batch["segmentation"])[keep])
+        pred_all.append(pred[keep])
+    true, pred = np.concatenate(true_all), np.concatenate(pred_all)
+    fg = true != 0
+    assert results["parts/pooled_fg_ari"] == pytest.approx(
+        adjusted_rand_score(true[fg], pred[fg]), abs=1e-5
+    )
+    assert results["parts/pooled_fg_nmi"] == pytest.approx(
+        normalized_mutual_info_score(true[fg], pred[fg]), abs=1e-5
+    )
+    assert results["parts/pooled_ari"] == pytest.approx(adjusted_rand_score(true, pred), abs=1e-5)
     _assert_same_tree(_saved_params(flagship, "backbone"), state.params["backbone"]["vit"])
 
 
