@@ -23,7 +23,8 @@ Presets (after a colon):
 
 * `cpu`: the reproduction protocol on this machine: 64x64 figures, phi the flagship's own
   ViT (`python -m ocjax.reproduce flagship_slot_cossim` first, as for DINOSAUR), a
-  32-channel `PartNet`, Adam at 1e-3 instead of SGD at 1e-5 (the budget is 2,000 steps of
+  32-channel `PartNet` whose position embedding is measured in the object's frame (from the
+  given foreground mask) instead of the image's, Adam at 1e-3 instead of SGD at 1e-5 (the budget is 2,000 steps of
   batch 16 instead of the paper's schedule), lambda_f = 1e3 instead of 5 (phi's features are on
   a smaller scale than VGG19's; see the preset), held-out scores every 500 steps;
 * `quick`: a smoke run of a few minutes on the same backbone.
@@ -59,6 +60,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
             "channels": [64, 64, 64, 64],
             "kernel_size": 5,
             "dilations": (1, 1, 1, 1),
+            # Where f's position embedding is measured: "image" or "object" (the object's
+            # own frame from the given foreground mask).
+            "position": "image",
             "backbone": {
                 "kind": "dino_vit",
                 "architecture": "dino_vits8",
@@ -102,6 +106,10 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         config.data.parts_like.update(num_train=10_000, num_validation=500, num_test=1_000)
         config.model.backbone = {"kind": "ocjax_vit", "workdir": FLAGSHIP_WORKDIR}
         config.model.channels = [32, 32, 32, 32]
+        # f's receptive field is 17 pixels, where the paper's DeepLab sees the whole bird; f
+        # learns where a pixel lies on the figure from its position in the object's frame
+        # (from the given foreground mask) instead of the image's (docs/reproductions.md).
+        config.model.position = "object"
         # phi's features set the scale of L_f: the flagship ViT's spread within an object is
         # about 13 per pixel, far below VGG19's, so at lambda_f = 5 the feature term is 0.5 % of
         # the contrastive one and f collapses to one part (docs/reproductions.md); lambda_f = 1e3

@@ -214,14 +214,14 @@ PROTOCOLS: dict[str, Protocol] = {
         # the same part everywhere), and so does its k-means baseline; per-image scores of
         # both are reported beside them.
         metric="parts/pooled_fg_ari",
-        metric_label="FG-ARI",
+        metric_label="pooled FG-ARI",
         paper="CUB FG-NMI 46.0, FG-ARI 21.0 vs k-means of VGG19 34.9, 14.7",
         target=None,
         picture="slots_parts",
         extra_metrics=(
-            ("parts/pooled_fg_nmi", "FG-NMI"),
-            ("readout/pooled_fg_ari", "k-means baseline FG-ARI"),
-            ("readout/pooled_fg_nmi", "k-means baseline FG-NMI"),
+            ("parts/pooled_fg_nmi", "pooled FG-NMI"),
+            ("readout/pooled_fg_ari", "pooled k-means baseline FG-ARI"),
+            ("readout/pooled_fg_nmi", "pooled k-means baseline FG-NMI"),
             ("parts/fg_ari", "per-image FG-ARI"),
             ("readout/ari_bg", "per-image k-means FG-ARI"),
         ),

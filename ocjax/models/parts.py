@@ -30,13 +30,38 @@ from ocjax.models.encoders import SoftPositionEmbedding
 Dtype = Any
 
 
+POSITIONS = ("image", "object")
+
+
+def object_coordinates(foreground: jax.Array) -> jax.Array:
+    """Each pixel's offset `[b, h, w, 2]` (y, x) from the centroid of its image's foreground
+    `[b, h, w]`, over the square root of the foreground's area (images without one: 0)."""
+    _, h, w = foreground.shape
+    fg = foreground.astype(jnp.float32)
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"), -1)
+    grid = grid.astype(jnp.float32)
+    area = jnp.sum(fg, axis=(1, 2))
+    centre = jnp.einsum("bhw,hwc->bc", fg, grid) / jnp.maximum(area, 1.0)[:, None]
+    offsets = (grid[None] - centre[:, None, None]) / jnp.sqrt(jnp.maximum(area, 1.0))[
+        :, None, None, None
+    ]
+    return jnp.where((area > 0)[:, None, None, None], offsets, 0.0)
+
+
 class PartNet(nn.Module):
-    """f: image `[b, h, w, 3]` in [0, 1] and foreground `[b, h, w]` -> parts `[b, K, h, w]`."""
+    """f: image `[b, h, w, 3]` in [0, 1] and foreground `[b, h, w]` -> parts `[b, K, h, w]`.
+
+    `position` "image" adds a learned projection of the image's coordinate grid after the
+    first convolution; "object" one of each pixel's position in the object's own frame
+    (`object_coordinates`, from the given foreground), which moves, scales and rotates with
+    the object, so a small receptive field still knows where on the object a pixel lies.
+    """
 
     num_parts: int = 4
     channels: tuple[int, ...] = (64, 64, 64, 64)
     kernel_size: int = 5
     dilations: tuple[int, ...] | None = None  # One per conv; None: all 1.
+    position: str = "image"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -48,6 +73,8 @@ class PartNet(nn.Module):
                 f"model.dilations {tuple(dilations)} must hold one rate >= 1 per entry of "
                 f"model.channels {tuple(self.channels)}."
             )
+        if self.position not in POSITIONS:
+            raise ValueError(f"model.position is {self.position!r}; use one of {POSITIONS}.")
         fg = foreground.astype(self.dtype)
         x = jnp.concatenate([images.astype(self.dtype), fg[..., None]], axis=-1)
         for i, (c, rate) in enumerate(zip(self.channels, dilations)):
@@ -59,8 +86,11 @@ class PartNet(nn.Module):
                 name=f"conv_{i}",
             )
             x = nn.relu(conv(x))
-            if i == 0:
+            if i == 0 and self.position == "image":
                 x = SoftPositionEmbedding(dtype=self.dtype, name="position")(x)
+            elif i == 0:
+                frame = object_coordinates(foreground).astype(self.dtype)
+                x = x + nn.Dense(c, dtype=self.dtype, name="object_position")(frame)
         logits = nn.Conv(self.num_parts, (1, 1), dtype=self.dtype, name="logits")(x)
         masks = jax.nn.softmax(logits.astype(jnp.float32), axis=-1) * fg[..., None]
         return jnp.moveaxis(masks, -1, 1)
@@ -78,6 +108,7 @@ class PartDiscovery(nn.Module):
     channels: tuple[int, ...] = (64, 64, 64, 64)
     kernel_size: int = 5
     dilations: tuple[int, ...] | None = None
+    position: str = "image"
     max_rotation: float = eq.MAX_ROTATION
     max_translation: float = eq.MAX_TRANSLATION
     jitter: float = eq.MAX_JITTER
@@ -109,6 +140,7 @@ class PartDiscovery(nn.Module):
             tuple(self.channels),
             self.kernel_size,
             tuple(self.dilations) if self.dilations else None,
+            self.position,
             dtype=self.dtype,
             name="net",
         )

@@ -69,3 +69,45 @@ def test_dilations_must_match_the_convolutions():
     net = PartNet(num_parts=3, channels=(6, 6), kernel_size=3, dilations=(1, 2, 4))
     with pytest.raises(ValueError, match=r"one rate >= 1 per entry of model.channels"):
         net.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.ones((1, 8, 8)))
+
+
+def test_object_coordinates_equal_numpy():
+    from ocjax.models.parts import object_coordinates
+
+    rng = np.random.default_rng(1)
+    fg = rng.random((3, 9, 11)) < 0.3
+    fg[2] = False  # No object: zeros.
+    got = np.asarray(object_coordinates(jnp.asarray(fg)))
+    for i in range(2):
+        ys, xs = np.nonzero(fg[i])
+        centre, scale = np.array([ys.mean(), xs.mean()]), np.sqrt(len(ys))
+        grid = np.stack(np.meshgrid(np.arange(9), np.arange(11), indexing="ij"), -1)
+        np.testing.assert_allclose(got[i], (grid - centre) / scale, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[2], 0.0)
+
+
+def test_object_frame_makes_parts_move_with_the_object():
+    """With `position="object"` a translated figure gets exactly the translated parts; with
+    the image's frame it does not."""
+    from ocjax.models.parts import PartNet
+
+    rng = np.random.default_rng(2)
+    images = np.zeros((1, 32, 32, 3), np.float32)
+    fg = np.zeros((1, 32, 32), np.float32)
+    images[0, 10:18, 9:19] = rng.random((8, 10, 3))
+    fg[0, 10:18, 9:19] = rng.random((8, 10)) < 0.8
+    moved_images, moved_fg = np.roll(images, (4, 3), (1, 2)), np.roll(fg, (4, 3), (1, 2))
+    for position, equal in (("object", True), ("image", False)):
+        net = PartNet(num_parts=3, channels=(6, 6), kernel_size=3, position=position)
+        variables = net.init(jax.random.key(0), images, fg)
+        parts = np.roll(np.asarray(net.apply(variables, images, fg)), (4, 3), (2, 3))
+        moved = np.asarray(net.apply(variables, moved_images, moved_fg))
+        assert np.allclose(parts, moved, atol=1e-5) == equal, position
+
+
+def test_unknown_position_is_named():
+    from ocjax.models.parts import PartNet
+
+    net = PartNet(num_parts=3, channels=(6,), kernel_size=3, position="scene")
+    with pytest.raises(ValueError, match="model.position is 'scene'; use one of"):
+        net.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.ones((1, 8, 8)))
