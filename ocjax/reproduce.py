@@ -509,23 +509,38 @@ def plot_curve(
     path: str,
     reference: dict[int, list[float]] | None = None,
     reference_label: str = "reference",
+    tests: Sequence[tuple[int, float]] = (),
 ) -> None:
     """Held-out metric and training loss against step, one line per seed, as a PNG.
 
     `reference` (values by step over seeds, e.g. the official code on the same data) is
-    drawn as its mean with error bars of its sample std.
+    drawn as its mean with error bars of its sample std; `tests` (each seed's final step and
+    test-split value) as stars, so a metric only the final evaluation computes (the VQA
+    probe) is on the curve too.
     """
     import matplotlib  # pylint: disable=import-outside-toplevel
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
     key = f"eval/{protocol.metric}"
     for seed, records in enumerate(histories):
         points = [(r["step"], r[key]) for r in records if key in r]
+        colour = f"C{seed % 10}"
         if points:
-            left.plot(*zip(*points), marker="o", markersize=3, label=f"ocjax seed {seed}")
+            left.plot(
+                *zip(*points), marker="o", markersize=3, color=colour, label=f"ocjax seed {seed}"
+            )
+        if seed < len(tests):
+            left.plot(
+                *tests[seed],
+                marker="*",
+                markersize=9,
+                color=colour,
+                linestyle="none",
+                label=f"seed {seed}, test split",
+            )
         losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
         if losses:
             right.plot(*zip(*losses), label=f"seed {seed}")
@@ -550,7 +565,7 @@ def plot_curve(
         )
     left.set(
         xlabel="step",
-        ylabel=f"{protocol.metric_label} (held-out)",
+        ylabel=f"{protocol.metric_label} (held-out; stars: test)",
         title=f"{protocol.system}: {protocol.metric_label}",
         ylim=(0, 1),
     )
@@ -658,6 +673,7 @@ def reproduce(
         curve,
         read_reference(reference, column) if reference else None,
         reference_label,
+        [(int(r.get("step", 0)), r[protocol.metric]) for r in results],
     )
     if protocol.picture is not None:
         shutil.copyfile(
