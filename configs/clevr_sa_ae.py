@@ -12,12 +12,12 @@ Presets (after a colon):
 * `cpu`, the reproduction protocol (`python -m ocjax.reproduce sa_ae_clevr`): the paper's
   model, slots, iterations and optimiser on 64x64 scenes of 3-6 objects (the decoder
   broadcasts to 8x8 and upsamples three times instead of four), with the budget scaled to a
-  2-core CPU: batch 16 instead of 64, 3,000 steps instead of 500k and so a 500-step
-  warm-up, held-out FG-ARI every 500 steps on 256 validation scenes. It is the one protocol
-  that does not fit in an hour: the decoder runs once per slot at full resolution, so a
-  step costs 530 GFLOP (XLA's count; 33 GFLOP per image), about 5 s on the 2-core machine,
-  and 3,000 steps take about 4 hours. Run it over several sessions (it resumes from its
-  workdir); 3,000 steps of batch 16 (48k images) are still about 1 % of the paper's 32M;
+  2-core CPU: batch 8 instead of 64, 3,000 steps instead of 500k and so a 500-step
+  warm-up, held-out FG-ARI every 500 steps on 256 validation scenes. The decoder runs once
+  per slot at full resolution, so an image costs 33 GFLOP a step (XLA's count), 4.5 s for
+  a step of batch 16 on the 2-core machine (0.57 of its matmul peak, `docs/benchmarks.md`);
+  batch 8 keeps the 3,000 updates inside one 3-hour session (about 2 hours). 24k images
+  are under 0.1 % of the paper's 32M;
 * `quick` finishes on a 2-core CPU in a few minutes.
 
     python -m ocjax.main --config configs/clevr_sa_ae.py --workdir runs/sa_ae
@@ -84,7 +84,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         config.model.decoder_upsample_channels = [64, 64, 64]
         config.optimizer.schedule.warmup_steps = 500
         config.training.update(
-            batch_size=16, num_steps=3_000, log_every=50, checkpoint_every=500, image_every=1_000
+            batch_size=8, num_steps=3_000, log_every=50, checkpoint_every=500, image_every=1_000
         )
         config.evaluation.update(every_steps=500, heldout_examples=256)
     elif preset == "quick":
