@@ -13,6 +13,10 @@ here move the stride into the channels instead:
   one stride-1 convolution of the undilated input computing every output phase as channels,
   then depth-to-space.
 
+Both store the convolution's input, and its output gradient, before XLA:CPU transposes them
+for the kernel gradient (`ocjax.models.materialize`): Rotating Features' 4Shapes step 1.01 ->
+0.83 s.
+
 Parameters are the Flax layers' (`kernel` `[kh, kw, in, out]`, optional `bias` `[out]`), so
 checkpoints are interchangeable.
 """
@@ -23,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ocjax.models.materialize import stored, stored_gradient
 
 Dtype = Any
 Padding = tuple[tuple[int, int], ...]
@@ -51,13 +57,16 @@ def _stride1_conv(
     for axis, (lo, hi) in enumerate(pads, start=1):
         x = jax.lax.slice_in_dim(x, max(-lo, 0), x.shape[axis] - max(-hi, 0), axis=axis)
     pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
-    return jax.lax.conv_general_dilated(
-        x.astype(dtype),
+    # The kernel gradient transposes x and the output gradient; store both first (XLA:CPU).
+    witness = kernel[(0,) * kernel.ndim]
+    y = jax.lax.conv_general_dilated(
+        stored(x.astype(dtype), witness),
         kernel.astype(dtype),
         (1, 1),
         pads,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
+    return stored_gradient(y, witness)
 
 
 class _ConvLayer(nn.Module):
