@@ -1,8 +1,11 @@
 """Shared fixtures: a tiny experiment config and a tiny rendered dataset."""
 
 import os
+import shutil
 import sys
+import tempfile
 
+import jax
 import pytest
 
 # torch (the reference for loading DINO weights) probes for triton, its GPU compiler, on
@@ -82,7 +85,34 @@ def config(data_dir):
     return tiny_config(data_dir)
 
 
+CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
 def pytest_configure(config):
-    """Keeps JAX on the CPU and quiet in tests."""
+    """Keeps JAX on the CPU and quiet in tests, and shares compiled programs between tests.
+
+    Many tests train the same tiny models, in this process, in the other xdist worker and in
+    subprocesses; a persistent compilation cache for the session (made by the controlling
+    process, inherited by workers and subprocesses through the environment) compiles each
+    program once. A `JAX_COMPILATION_CACHE_DIR` set by the user is kept.
+    """
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not hasattr(config, "workerinput") and CACHE_ENV not in os.environ:
+        os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="ocjax-test-jax-cache-")
+        config.stash[_OWN_CACHE] = os.environ[CACHE_ENV]
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+_OWN_CACHE = pytest.StashKey[str]()
+
+
+def pytest_unconfigure(config):
+    """Removes the session's compilation cache if this process made it."""
+    own = config.stash.get(_OWN_CACHE, None)
+    if own:
+        shutil.rmtree(own, ignore_errors=True)
