@@ -301,7 +301,7 @@ def test_phase_biases_get_gradients_from_real_inputs():
     so training can leave that saddle (without it they stay exactly 0)."""
     images = jax.random.uniform(jax.random.PRNGKey(0), (4, 16, 16, 1))
     model = ComplexAutoEncoder(hidden_dim=4, linear_dim=8)
-    variables = model.init(jax.random.PRNGKey(1), images)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(1), images)
 
     def loss(params):
         out, _ = model.apply(
@@ -309,6 +309,6 @@ def test_phase_biases_get_gradients_from_real_inputs():
         )
         return jnp.mean((out["reconstruction"] - images) ** 2)
 
-    grads = jax.grad(loss)(variables["params"])
+    grads = jax.jit(jax.grad(loss))(variables["params"])
     hidden = [k for k in grads if k not in ("dec_output", "output_1x1")]
     assert all(float(jnp.abs(grads[k]["phase_bias"]).max()) > 0 for k in hidden)
