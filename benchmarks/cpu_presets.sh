@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every CPU preset's train step against this machine's own matmul peak, random input and the
 # real input pipeline, one JSON line each (the table in docs/benchmarks.md). Run it alone on
-# the machine: about 25 minutes on 2 cores.
+# the machine: about 16 minutes on 2 cores.
 #
 #   bash benchmarks/cpu_presets.sh runs/cpu_presets.jsonl
 set -euo pipefail

@@ -86,6 +86,7 @@ def config(data_dir):
 
 
 CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_OWN_CACHE = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
@@ -101,14 +102,12 @@ def pytest_configure(config):
     if not hasattr(config, "workerinput") and CACHE_ENV not in os.environ:
         os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="ocjax-test-jax-cache-")
         config.stash[_OWN_CACHE] = os.environ[CACHE_ENV]
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    min_seconds = os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    min_bytes = os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    # JAX read the environment on import, before these were set; this process takes them here.
     jax.config.update("jax_compilation_cache_dir", os.environ[CACHE_ENV])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-_OWN_CACHE = pytest.StashKey[str]()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_seconds))
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", int(min_bytes))
 
 
 def pytest_unconfigure(config):

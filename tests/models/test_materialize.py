@@ -11,7 +11,7 @@ SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 3.0e38, -1.5]
 
 
 def _inputs(dtype) -> np.ndarray:
-    """Random normals plus the values where `|x| sign(x)` could differ from `x`."""
+    """Random normals plus the values arithmetic could alter: NaN, ±inf, ±0, subnormals."""
     x = np.random.default_rng(0).normal(size=(4, 5, 6, 3)).astype(np.float32)
     x.reshape(-1)[: len(SPECIAL)] = SPECIAL
     return np.asarray(jnp.asarray(x, dtype))
