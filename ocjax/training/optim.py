@@ -8,6 +8,10 @@ import jax.numpy as jnp
 import optax
 
 
+DECAYS = ("constant", "cosine", "exponential")
+DECAY_STARTS = ("start", "warmup_end")
+
+
 def learning_rate_schedule(
     *,
     learning_rate: float,
@@ -17,32 +21,46 @@ def learning_rate_schedule(
     decay_steps: int = 0,
     decay_rate: float = 1.0,
     end_learning_rate: float = 0.0,
+    decay_from: str = "start",
+    warmup_endpoint: bool = False,
 ) -> optax.Schedule:
-    """Linear warm-up from 0, then `constant`; `cosine` to `end_learning_rate` over
-    `decay_steps` (default: the rest of training); or `exponential`, times `decay_rate` every
-    `decay_steps`, applied from step 0 as in the Slot Attention paper."""
-    warmup = optax.linear_schedule(0.0, learning_rate, max(warmup_steps, 1))
-    if decay == "constant":
-        return optax.join_schedules(
-            [warmup, optax.constant_schedule(learning_rate)], [warmup_steps]
-        )
-    if decay == "cosine":
-        cosine = optax.cosine_decay_schedule(
-            learning_rate,
-            max(decay_steps or total_steps - warmup_steps, 1),
-            end_learning_rate / learning_rate,
-        )
-        return optax.join_schedules([warmup, cosine], [warmup_steps])
-    if decay == "exponential":
-        if decay_steps <= 0:
-            raise ValueError("optimizer.decay_steps must be positive for exponential decay.")
+    """Step -> learning rate: a linear warm-up from 0 times a decay.
 
-        def schedule(step):
-            factor = jnp.minimum(1.0, step / max(warmup_steps, 1)) if warmup_steps else 1.0
-            return learning_rate * factor * decay_rate ** (step / decay_steps)
+    The warm-up reaches `learning_rate` at step `warmup_steps`, or one step earlier with
+    `warmup_endpoint` (`np.linspace(0, lr, warmup_steps)`, SPOT's release). Then `constant`;
+    `cosine` to `end_learning_rate` over `decay_steps` (default: the rest of training) from
+    the end of the warm-up; or `exponential`, times `decay_rate` every `decay_steps`, counted
+    from step 0 (`decay_from="start"`, the Slot Attention paper) or from the end of the
+    warm-up (`"warmup_end"`, DINOSAUR's release).
+    """
+    if decay not in DECAYS:
+        raise ValueError(
+            f"Unknown optimizer.schedule.decay {decay!r}; use constant, cosine or exponential."
+        )
+    if decay_from not in DECAY_STARTS:
+        raise ValueError(
+            f"Unknown optimizer.schedule.decay_from {decay_from!r}; use 'start' (decay counted "
+            "from step 0) or 'warmup_end' (counted from the end of the warm-up)."
+        )
+    if decay == "exponential" and decay_steps <= 0:
+        raise ValueError("optimizer.schedule.decay_steps must be positive for exponential decay.")
+    ramp = max(warmup_steps - 1 if warmup_endpoint else warmup_steps, 1)
+    cosine_steps = max(decay_steps or total_steps - warmup_steps, 1)
 
-        return schedule
-    raise ValueError(f"Unknown optimizer.decay {decay!r}; use constant, cosine or exponential.")
+    def schedule(step: jax.Array | int) -> jax.Array:
+        """The learning rate (a float32 scalar) at `step`."""
+        step = jnp.asarray(step, jnp.float32)
+        after_warmup = jnp.maximum(step - warmup_steps, 0.0)
+        rate = learning_rate * (jnp.minimum(1.0, step / ramp) if warmup_steps else 1.0)
+        if decay == "cosine":
+            cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(after_warmup / cosine_steps, 1.0)))
+            return end_learning_rate + (rate - end_learning_rate) * cosine
+        if decay == "exponential":
+            decayed = step if decay_from == "start" else after_warmup
+            return rate * decay_rate ** (decayed / decay_steps)
+        return rate
+
+    return schedule
 
 
 def make_optimizer(

@@ -1,13 +1,19 @@
-"""COCO builder reads a fixture in the official instances-JSON + image-folder layout."""
+"""COCO builder reads a fixture in the official instances-JSON + image-folder layout, and
+resizes, numbers instances and treats crowds as the DINOSAUR / SPOT releases do."""
 
 import json
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+import torch
 from PIL import Image
+from torchvision import transforms as T
 
-from ocjax.data import DatasetError
+from configs import coco_dinosaur, coco_spot
+from ocjax.data import DatasetError, pipeline
 from ocjax.data.builders import coco
+from ocjax.data.builders.features import known_config
 
 HEIGHT, WIDTH, RES = 20, 30, 20  # Short side 20 -> no resize; centre crop drops 5 columns.
 CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}]
@@ -156,3 +162,158 @@ def test_masks_can_be_finer_than_the_images(manual, tmp_path):
     np.testing.assert_array_equal(example["segmentation"][..., 0], fine)
     fine_overlap = np.repeat(np.repeat(overlap, 2, 0), 2, 1)[:, 10:50]
     np.testing.assert_array_equal(example["ignore"][..., 0].astype(bool), fine_overlap)
+
+
+def _torchvision(image: np.ndarray, labels: np.ndarray, res: int, method: str):
+    """The releases' resize and centre crop: image `[res, res, 3]` float64 in 0..255, labels.
+
+    SPOT: `Resize(res, BILINEAR)` and `CenterCrop` on the PIL image. DINOSAUR (OCLF,
+    torchvision 0.15, whose tensor resize did not antialias): `ToTensor`, `Resize(res,
+    BICUBIC)` on the tensor, clamp to [0, 1], `CenterCrop`. Labels: OCLF's nearest-exact.
+    """
+    crop = T.CenterCrop(res)
+    if method == "bilinear":
+        resized = crop(T.Resize(res, T.InterpolationMode.BILINEAR)(Image.fromarray(image)))
+        out = np.asarray(resized, np.float64)
+    else:
+        tensor = torch.from_numpy(image).permute(2, 0, 1).double() / 255
+        tensor = T.Resize(res, T.InterpolationMode.BICUBIC, antialias=False)(tensor)
+        out = crop(tensor.clamp(0, 1)).permute(1, 2, 0).numpy() * 255
+    nearest = T.Resize(res, T.InterpolationMode.NEAREST_EXACT)(torch.from_numpy(labels)[None])
+    return out, crop(nearest)[0].numpy()
+
+
+@pytest.mark.parametrize("method", coco.RESIZE_METHODS)
+@pytest.mark.parametrize("shape", [(30, 47), (46, 30), (37, 53)])
+def test_resize_and_crop_equal_the_releases_torchvision(shape, method):
+    # (30, 47) -> 20 x 31.33: torchvision truncates to 31 and rounds the crop offset 5.5 to 6.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (*shape, 3), np.uint8)
+    labels = rng.integers(0, 40, shape, np.uint8)
+    res = 20 if shape[0] != 37 else 36
+    got, (got_labels,) = coco.resize_and_crop(image, [labels], res, method)
+    want, want_labels = _torchvision(image, labels, res, method)
+    assert got.dtype == np.uint8 and got.shape == (res, res, 3)
+    # Stored as uint8: at most half a level from the release's float values.
+    np.testing.assert_array_less(np.abs(got - want), 0.5 + 1e-9)
+    np.testing.assert_array_equal(got_labels, want_labels)
+
+
+def test_the_builder_resizes_as_its_option_says(manual, tmp_path):
+    root, train, _ = manual
+    names = set()
+    for method in coco.RESIZE_METHODS:
+        sources = coco.coco_sources(
+            str(tmp_path / "data"),
+            manual_dir=str(root),
+            resolution=16,
+            max_objects=4,
+            crowd="keep",
+            resize=method,
+        )
+        want, _ = _torchvision(train, np.zeros(train.shape[:2], np.uint8), 16, method)
+        np.testing.assert_array_less(np.abs(sources["train"][0]["image"] - want), 0.5 + 1e-9)
+        names.add(coco.CocoConfig.make(16, "keep", 4, resize=method).name)
+    assert len(names) == 2  # Two caches, not one overwritten.
+    with pytest.raises(ValueError, match="data.coco.resize is 'area'"):
+        coco.CocoConfig.make(16, "keep", 4, resize="area")
+
+
+def _grid_squares(count: int) -> list[tuple[int, int]]:
+    """Top-left corners (x, y) of `count` disjoint 2x2 squares in the crop's columns 5..24."""
+    return [(6 + 4 * (i % 5), 1 + 4 * (i // 5)) for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory):
+    """25 equal instances an image: more than the 20 DINOSAUR's config used to score."""
+    root = tmp_path_factory.mktemp("coco_crowded")
+    annotations = [
+        {"segmentation": _square(x, y, x + 1, y + 1), "category_id": 1, "iscrowd": 0}
+        for x, y in _grid_squares(25)
+    ]
+    _write_split(root, "train2017", "many.png", annotations[:3], seed=2)
+    _write_split(root, "val2017", "crowded.png", annotations, seed=3)
+    return root
+
+
+def test_every_instance_beyond_the_old_limit_is_scored(crowded, tmp_path):
+    sources = coco.coco_sources(
+        str(tmp_path / "data"), manual_dir=str(crowded), resolution=RES, max_objects=25
+    )
+    example = sources["validation"][0]
+    expected = np.zeros((HEIGHT, WIDTH), np.uint8)
+    for i, (x, y) in enumerate(_grid_squares(25)):  # Equal areas: ids in file order.
+        expected[y : y + 2, x : x + 2] = i + 1
+    np.testing.assert_array_equal(example["segmentation"][..., 0], expected[:, 5:25])
+    assert not example["ignore"].any()
+    batch = pipeline.ScenePreprocess(max_objects=25, normalization="imagenet")(example)
+    assert batch["present"].sum() == 25 and batch["pixel_valid"].all()
+
+
+def test_more_instances_than_max_objects_stop_the_conversion_naming_the_image(crowded, tmp_path):
+    with pytest.raises(DatasetError, match="data.max_objects to at least 25") as error:
+        coco.coco_sources(
+            str(tmp_path / "data"), manual_dir=str(crowded), resolution=RES, max_objects=20
+        )
+    assert "crowded.png" in str(error.value) and "instances_val2017.json" in str(error.value)
+    assert not list((tmp_path / "data").rglob("*.array_record*"))  # Stopped before any split.
+    # The builder on its own stops at that image too.
+    config = coco.CocoConfig.make(RES, "drop", 20)
+    builder = coco.CocoInstances(
+        config=known_config(coco.CocoInstances, config),
+        data_dir=str(tmp_path / "direct"),
+        file_format="array_record",
+    )
+    with pytest.raises(DatasetError, match="crowded.png.*at least 25"):
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(crowded))
+        )
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two id maps `[h, w]` split the pixels alike, whatever numbers they use."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))
+
+
+@pytest.mark.parametrize("crowd", coco.CROWD_RULES)
+def test_crowd_rules_equal_the_releases(crowd, tmp_path):
+    root = tmp_path / "manual"
+    person = np.zeros((HEIGHT, WIDTH), bool)
+    person[3:10, 6:13] = True  # _square(6, 3, 12, 9), edges included.
+    crowd_mask = np.zeros((HEIGHT, WIDTH), bool)
+    crowd_mask[8:14, 10:20] = True  # Overlaps the person on rows 8-9, columns 10-12.
+    annotations = [
+        {"segmentation": _square(6, 3, 12, 9), "category_id": 1, "iscrowd": 0},
+        {"segmentation": _rle(crowd_mask), "category_id": 1, "iscrowd": 1},
+    ]
+    _write_split(root, "train2017", "a.png", annotations, seed=0)
+    _write_split(root, "val2017", "b.png", annotations, seed=1)
+    example = coco.coco_sources(
+        str(tmp_path / "data"), manual_dir=str(root), resolution=RES, max_objects=4, crowd=crowd
+    )["validation"][0]
+    if crowd == "keep":  # SPOT's COCO2017: every annotation numbered, overlaps ignored.
+        masks = [person, crowd_mask]
+    else:  # OCLF's val_nocrowd: the crowd annotation is not there.
+        masks = [person]
+    want = np.zeros((HEIGHT, WIDTH), np.uint8)
+    for i, mask in enumerate(masks, 1):
+        want[mask & (want == 0)] = i
+    overlap = np.sum(masks, axis=0) > 1
+    want[overlap] = 0
+    got = example["segmentation"][..., 0]
+    assert _same_partition(got, want[:, 5:25])
+    np.testing.assert_array_equal(example["ignore"][..., 0].astype(bool), overlap[:, 5:25])
+    is_crowd = example["objects"]["is_crowd"].tolist()
+    assert is_crowd == ([True, False] if crowd == "keep" else [False])  # Crowd: 60 px > 49.
+
+
+def test_configs_choose_their_releases_coco_protocol():
+    dinosaur, spot = coco_dinosaur.get_config(), coco_spot.get_config("teacher")
+    assert dinosaur.data.max_objects == spot.data.max_objects == coco.MAX_OBJECTS
+    assert (dinosaur.data.coco.resize, dinosaur.data.coco.crowd) == ("bicubic", "drop")
+    assert (spot.data.coco.resize, spot.data.coco.crowd) == ("bilinear", "keep")
+    for config in (dinosaur, spot):  # The reader accepts both.
+        options = config.data.coco
+        coco.CocoConfig.make(224, options.crowd, config.data.max_objects, 320, options.resize)

@@ -1,9 +1,12 @@
-"""Pascal VOC 2012 builder reads a fixture in the official VOCdevkit layout."""
+"""Pascal VOC 2012 builder reads a fixture in the official VOCdevkit layout, scores every
+instance and resizes as the DINOSAUR / SPOT releases do."""
 
 import numpy as np
 import pytest
 from PIL import Image
+from torchvision import transforms as T
 
+from configs import coco_spot
 from ocjax.data import DatasetError, load_sources
 from ocjax.data.builders import voc
 
@@ -82,13 +85,45 @@ def test_void_can_be_left_out_of_the_metrics(manual, tmp_path):
     np.testing.assert_array_equal(example["ignore"][..., 0].astype(bool), void[:, 5:25])
 
 
-def test_instances_beyond_max_objects_are_ignored(manual, tmp_path):
-    example = _load(tmp_path, manual, max_objects=1)["validation"][0]
-    assert example["objects"]["category_id"].tolist() == [DOG]
-    person = np.zeros((HEIGHT, WIDTH), bool)
-    person[2:5, 8:12] = True
-    np.testing.assert_array_equal(example["ignore"][..., 0].astype(bool), person[:, 5:25])
-    assert example["segmentation"].max() == 1
+def test_more_instances_than_max_objects_is_an_error_naming_the_image(manual, tmp_path):
+    with pytest.raises(DatasetError, match="2007_000001: 2 instances.*at least 2"):
+        _load(tmp_path, manual, max_objects=1)
+
+
+def test_every_instance_beyond_the_old_limit_is_scored():
+    # 70 one-pixel instances: more than the 64 SPOT's VOC config used to score.
+    objects = np.zeros((HEIGHT, WIDTH), np.uint8)
+    classes = np.zeros((HEIGHT, WIDTH), np.uint8)
+    rows, cols = np.divmod(np.arange(70), 10)
+    objects[2 * rows, 2 * cols + 6] = np.arange(70) + 1
+    classes[2 * rows, 2 * cols + 6] = DOG
+    ids, ignore, categories = voc.instances(objects, classes, 254, "background")
+    np.testing.assert_array_equal(ids, objects)  # Equal areas: ids by VOC's index.
+    assert not ignore.any() and categories == [DOG] * 70
+    with pytest.raises(ValueError, match="70 instances but data.max_objects is 64"):
+        voc.instances(objects, classes, 64, "background")
+
+
+def test_the_images_are_resized_as_the_option_says(manual, tmp_path):
+    path = manual / "VOCdevkit" / "VOC2012" / "JPEGImages" / "2007_000002.jpg"
+    with Image.open(path) as file:
+        pixels = file.convert("RGB")
+    for method, mode in (("bilinear", T.InterpolationMode.BILINEAR), ("bicubic", None)):
+        example = _load(tmp_path, manual, resolution=16, resize=method)["validation"][0]
+        if mode is None:  # DINOSAUR's release: the [0, 1] tensor, no antialiasing, clamped.
+            tensor = T.functional.to_tensor(pixels).double()
+            resized = T.Resize(16, T.InterpolationMode.BICUBIC, antialias=False)(tensor)
+            want = T.CenterCrop(16)(resized.clamp(0, 1)).permute(1, 2, 0).numpy() * 255
+        else:  # SPOT's `PascalVOC`: the PIL image.
+            want = np.asarray(T.CenterCrop(16)(T.Resize(16, mode)(pixels)), np.float64)
+        np.testing.assert_array_less(np.abs(example["image"] - want), 0.5 + 1e-9)
+    with pytest.raises(ValueError, match="data.pascal_voc.resize is 'area'"):
+        voc.VocConfig.make(224, 32, resize="area")
+
+
+def test_spots_voc_config_scores_every_instance_with_its_resize():
+    config = coco_spot.get_config("teacher+voc")
+    assert config.data.max_objects == 254 and config.data.pascal_voc.resize == "bilinear"
 
 
 def test_training_images_without_masks_score_nothing(manual, tmp_path):

@@ -1,4 +1,5 @@
-"""Optimisers and schedules against independent references (PyTorch's clipping, formulas)."""
+"""Optimisers and schedules against independent references (PyTorch's clipping, formulas,
+the releases' schedules in float64)."""
 
 import math
 
@@ -89,3 +90,92 @@ def test_warmup_then_cosine_follows_the_formula():
             t = (step - 10) / 100
             want = 4e-7 + (4e-4 - 4e-7) * 0.5 * (1 + math.cos(math.pi * t))
         assert float(schedule(step)) == pytest.approx(want, rel=1e-5, abs=1e-12)
+
+
+def test_exponential_decay_counted_from_the_warmup_end_follows_dinosaurs_release():
+    lr, warmup, every, rate = 4e-4, 10, 25, 0.5
+    schedule = optim.learning_rate_schedule(
+        learning_rate=lr,
+        warmup_steps=warmup,
+        decay="exponential",
+        total_steps=200,
+        decay_steps=every,
+        decay_rate=rate,
+        decay_from="warmup_end",
+    )
+    for step in (0, 3, 9, 10, 11, 35, 60, 199):
+        # OCLF: the warm-up factor alone before `warmup`, then decay by (step - warmup).
+        want = lr * step / warmup if step < warmup else lr * rate ** ((step - warmup) / every)
+        assert float(schedule(step)) == pytest.approx(want, rel=1e-5, abs=1e-12)
+
+
+def test_exponential_decay_from_step_0_stays_the_default():
+    lr, warmup, every, rate = 1e-3, 10, 25, 0.5
+    schedule = optim.learning_rate_schedule(
+        learning_rate=lr,
+        warmup_steps=warmup,
+        decay="exponential",
+        total_steps=200,
+        decay_steps=every,
+        decay_rate=rate,
+    )
+    for step in (0, 5, 10, 35, 199):
+        want = lr * min(1.0, step / warmup) * rate ** (step / every)
+        assert float(schedule(step)) == pytest.approx(want, rel=1e-5, abs=1e-12)
+
+
+def _spot_cosine(base: float, final: float, total: int, warmup: int) -> np.ndarray:
+    """SPOT's per-step learning rates in float64: `np.linspace(0, base, warmup)`, then a cosine
+    from `base` towards `final` over the remaining steps (the last value not quite `final`)."""
+    steps = np.arange(total - warmup)
+    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * steps / len(steps)))
+    return np.concatenate([np.linspace(0.0, base, warmup), cosine])
+
+
+def test_cosine_with_the_warmup_endpoint_equals_spots_scheduler_at_every_step():
+    total, warmup = 60, 12
+    schedule = optim.learning_rate_schedule(
+        learning_rate=4e-4,
+        warmup_steps=warmup,
+        decay="cosine",
+        total_steps=total,
+        end_learning_rate=4e-7,
+        warmup_endpoint=True,
+    )
+    got = np.array([float(schedule(step)) for step in range(total)])
+    np.testing.assert_allclose(got, _spot_cosine(4e-4, 4e-7, total, warmup), rtol=1e-5, atol=1e-12)
+
+
+def test_configs_schedules_follow_their_releases():
+    from configs import coco_dinosaur, coco_spot
+
+    dinosaur = coco_dinosaur.get_config()
+    schedule = optim.learning_rate_schedule(
+        total_steps=dinosaur.training.num_steps, **dinosaur.optimizer.schedule
+    )
+    for step in (5_000, 10_000, 110_000, 499_999):  # OCLF: 4e-4, 10k warm-up, x0.5 / 100k.
+        want = 4e-4 * step / 10_000 if step < 10_000 else 4e-4 * 0.5 ** ((step - 10_000) / 1e5)
+        assert float(schedule(step)) == pytest.approx(want, rel=1e-5)
+    for preset, images, epochs in (("teacher", 118_287, 50), ("teacher+voc", 10_582, 560)):
+        spot = coco_spot.get_config(preset)
+        schedule = optim.learning_rate_schedule(
+            total_steps=spot.training.num_steps, **spot.optimizer.schedule
+        )
+        # train_spot.py: drop_last batches of 64, warm-up int(10000 / (N / 64)) whole epochs.
+        per_epoch = images // 64
+        want = _spot_cosine(4e-4, 4e-7, epochs * per_epoch, int(10_000 / (images / 64)) * per_epoch)
+        steps = np.arange(0, len(want), 97)
+        got = np.array([float(schedule(step)) for step in steps])
+        np.testing.assert_allclose(got, want[steps], rtol=2e-5, atol=1e-10)
+
+
+def test_unknown_decay_start_is_named():
+    with pytest.raises(ValueError, match="decay_from 'warmup'.*'start'.*'warmup_end'"):
+        optim.learning_rate_schedule(
+            learning_rate=1.0,
+            warmup_steps=1,
+            decay="exponential",
+            total_steps=10,
+            decay_steps=5,
+            decay_from="warmup",
+        )

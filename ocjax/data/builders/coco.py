@@ -11,20 +11,30 @@ by id. Masks are decoded without pycocotools: polygons are filled with PIL's Ima
 (pixel centres, so edges may differ from pycocotools by one pixel), RLE (uncompressed
 `counts` lists, as crowd annotations use, and compressed strings) in numpy.
 
-Each image is resized so its short side is `resolution` (PIL bilinear, antialiased) and
-centre-cropped to `resolution` x `resolution`; the instance-id map is resized with nearest
-neighbour and cropped alike, to `mask_resolution` if given (DINOSAUR and SPOT evaluate
-224x224 inputs against masks at 320x320; predicted masks are upsampled to the masks). Instances are numbered 1.. by decreasing area (largest first);
-`objects.shape` is the index of the category in the file's categories sorted by id and the
-other attributes are -1. Pixels covered by more than one instance, and pixels of instances
-beyond the `max_objects` largest, are id 0 in `segmentation` and 1 in `ignore`
-(uint8 `[h, w, 1]`): evaluation must skip them (SPEC §4: "pixels covered by more than one
-GT mask ignored").
+Each image is resized so its short side is `resolution` and centre-cropped to `resolution` x
+`resolution` with torchvision's `Resize(resolution)` / `CenterCrop(resolution)` sizes and
+offsets (the long side truncated, the offsets rounded half to even), resampled as
+`resize` says: `bilinear` is PIL's (antialiased), as SPOT's release resizes its PIL images;
+`bicubic` is PyTorch's on the [0, 1] image (no antialiasing), clamped to [0, 1], as
+DINOSAUR's release (OCLF, torchvision 0.15) resizes its tensors; stored rounded to uint8.
+The instance-id map is resized with nearest neighbour and cropped alike, to
+`mask_resolution` if given (DINOSAUR and SPOT evaluate 224x224 inputs against masks at
+320x320; predicted masks are upsampled to the masks).
 
-Crowd annotations: `crowd="drop"` removes them (their pixels become background),
-`crowd="keep"` treats each as one more instance. SPEC §4 says one of the DINOSAUR / SPOT
-evaluations drops them and the other keeps them without naming which; choose per
-experiment and report it.
+Every instance is kept and scored, as in both releases: instances are numbered 1.. by
+decreasing area (largest first), and an image with more annotations than `max_objects`
+(at most 254: ids are uint8) is an error naming the image and the value to set
+(`coco_sources` checks every image before converting any). `objects.shape` is the index of
+the category in the file's categories sorted by id and the other attributes are -1. Pixels
+covered by more than one instance are id 0 in `segmentation` and 1 in `ignore` (uint8
+`[h, w, 1]`): evaluation must skip them (SPEC §4: "pixels covered by more than one GT mask
+ignored").
+
+Crowd annotations: `crowd="drop"` removes them before anything else (their pixels become
+background, unless another instance covers them), as DINOSAUR's evaluation does (OCLF
+scores COCO on `val_nocrowd`, val2017 without its crowd annotations);
+`crowd="keep"` treats each as one more instance (its overlaps with others ignored), as
+SPOT's `COCO2017` reader does (it numbers every annotation of the image).
 """
 
 import dataclasses
@@ -43,6 +53,9 @@ from ocjax.data.builders.features import int_vector, known_config, scene_feature
 README_HINT = manual.README_HINT
 SPLIT_DIRS = {"train": "train2017", "validation": "val2017"}
 CROWD_RULES = ("drop", "keep")
+RESIZE_METHODS = ("bilinear", "bicubic")
+MAX_OBJECTS = 254  # Instance ids are uint8.
+CUBIC_A = -0.75  # PyTorch's bicubic kernel coefficient (PIL's is -0.5).
 
 
 dataset_error = manual.dataset_error
@@ -152,15 +165,83 @@ def instance_ids(
     return ids, ignore.astype(np.uint8), kept
 
 
+def annotations_by_image(data: dict[str, Any], crowd: str) -> dict[int, list[dict]]:
+    """Each image id's annotations in file order, crowd ones left out if `crowd` is "drop"."""
+    by_image: dict[int, list[dict]] = {}
+    for annotation in data["annotations"]:
+        if crowd == "keep" or not annotation.get("iscrowd", 0):
+            by_image.setdefault(annotation["image_id"], []).append(annotation)
+    return by_image
+
+
+def check_instance_counts(
+    by_image: dict[int, list[dict]], images: list[dict], path: str, max_objects: int
+) -> None:
+    """DatasetError naming the image with the most annotations if it has over `max_objects`."""
+    if not by_image:
+        return
+    image_id, annotations = max(by_image.items(), key=lambda item: len(item[1]))
+    count = len(annotations)
+    if count <= max_objects:
+        return
+    name = next((r["file_name"] for r in images if r["id"] == image_id), "not listed")
+    fix = (
+        f"set data.max_objects to at least {count}"
+        if count <= MAX_OBJECTS
+        else f"ids are uint8, so at most {MAX_OBJECTS} fit: remove annotations of that image"
+    )
+    raise dataset_error(
+        f"{path}: image id {image_id} (file {name}) has {count} instances but data.max_objects "
+        f"is {max_objects}; every instance is scored, none dropped, so {fix} ({README_HINT})."
+    )
+
+
+def resized_shape(height: int, width: int, resolution: int) -> tuple[int, int]:
+    """`(new_h, new_w)` with the short side `resolution` and the long side truncated, as
+    torchvision's `Resize(resolution)` computes it."""
+    short, long = sorted((height, width))
+    new_long = int(resolution * long / short)
+    return (resolution, new_long) if height <= width else (new_long, resolution)
+
+
+def resize_bicubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 `[height, width, c]` from uint8 `[h, w, c]`: PyTorch's bicubic interpolation
+    (`align_corners=False`, no antialiasing), clamped to the value range and rounded."""
+    rows, row_weights = _cubic_taps(image.shape[0], height)
+    cols, col_weights = _cubic_taps(image.shape[1], width)
+    values = np.einsum("ok,okwc->owc", row_weights, image.astype(np.float64)[rows])
+    values = np.einsum("ok,hokc->hoc", col_weights, values[:, cols])
+    return np.rint(np.clip(values, 0, 255)).astype(np.uint8)
+
+
+def _cubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices `[out_size, 4]` (edges repeated) and their weights `[out_size, 4]` of
+    PyTorch's bicubic resampling: half-pixel centres, Keys' kernel with a = -0.75."""
+    source = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
+    first = np.floor(source).astype(np.intp)
+    taps = first[:, None] + np.arange(-1, 3)
+    distance = np.abs(source[:, None] - taps)
+    a = CUBIC_A
+    near = ((a + 2) * distance - (a + 3)) * distance**2 + 1
+    far = ((a * distance - 5 * a) * distance + 8 * a) * distance - 4 * a
+    weights = np.where(distance <= 1, near, np.where(distance < 2, far, 0.0))
+    return np.clip(taps, 0, in_size - 1), weights
+
+
 def resize_and_crop(
-    image: np.ndarray, label_maps: list[np.ndarray], resolution: int
+    image: np.ndarray, label_maps: list[np.ndarray], resolution: int, method: str = "bilinear"
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Short side -> `resolution`, centre crop: image `[r, r, 3]`, label maps `[r, r]`."""
-    height, width = image.shape[:2]
-    scale = resolution / min(height, width)
-    new_h, new_w = max(resolution, round(height * scale)), max(resolution, round(width * scale))
-    top, left = (new_h - resolution) // 2, (new_w - resolution) // 2
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    """Short side -> `resolution`, centre crop, as torchvision's `Resize` and `CenterCrop`:
+    image `[r, r, 3]` uint8 (`method` "bilinear": PIL's; "bicubic": `resize_bicubic`),
+    label maps `[r, r]` (nearest neighbour)."""
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"Unknown resize method {method!r}; use one of {RESIZE_METHODS}.")
+    new_h, new_w = resized_shape(*image.shape[:2], resolution)
+    top, left = round((new_h - resolution) / 2), round((new_w - resolution) / 2)
+    if method == "bicubic":
+        resized = resize_bicubic(image, new_h, new_w)
+    else:
+        resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
     window = (slice(top, top + resolution), slice(left, left + resolution))
     maps = [augment.resize(m, (new_h, new_w), method="nearest")[window] for m in label_maps]
     return resized[window], maps
@@ -168,43 +249,55 @@ def resize_and_crop(
 
 @dataclasses.dataclass(eq=False)
 class CocoConfig(tfds.core.BuilderConfig):
-    """Output resolution, crowd rule and the most instances kept per image."""
+    """Output resolution, crowd rule, image resampling and the most instances an image holds."""
 
     resolution: int = 128
     crowd: str = "drop"
     max_objects: int = 32
     mask_resolution: int = 128
+    resize: str = "bilinear"
 
     @classmethod
     def make(
-        cls, resolution: int, crowd: str, max_objects: int, mask_resolution: int | None = None
+        cls,
+        resolution: int,
+        crowd: str,
+        max_objects: int,
+        mask_resolution: int | None = None,
+        resize: str = "bilinear",
     ) -> "CocoConfig":
         """Checks the options and names the config after every value."""
         if crowd not in CROWD_RULES:
-            raise ValueError(f"data.options.crowd is {crowd!r}; use one of {CROWD_RULES}.")
+            raise ValueError(f"data.coco.crowd is {crowd!r}; use one of {CROWD_RULES}.")
+        if resize not in RESIZE_METHODS:
+            raise ValueError(f"data.coco.resize is {resize!r}; use one of {RESIZE_METHODS}.")
         mask_resolution = mask_resolution or resolution
-        if resolution < 1 or mask_resolution < 1 or not 1 <= max_objects <= 254:
+        if resolution < 1 or mask_resolution < 1 or not 1 <= max_objects <= MAX_OBJECTS:
             raise ValueError(
-                f"COCO needs resolution and mask_resolution >= 1 and 1 <= max_objects <= 254, "
-                f"got {resolution}, {mask_resolution} and {max_objects}."
+                "COCO needs resolution and mask_resolution >= 1 and 1 <= max_objects <= "
+                f"{MAX_OBJECTS}, got {resolution}, {mask_resolution} and {max_objects}."
             )
         name = f"res{resolution}_crowd-{crowd}_max{max_objects}"
         if mask_resolution != resolution:
             name += f"_mask{mask_resolution}"
         return cls(
-            name=name,
+            name=f"{name}_resize-{resize}",
             resolution=resolution,
             crowd=crowd,
             max_objects=max_objects,
             mask_resolution=mask_resolution,
+            resize=resize,
         )
 
 
 class CocoInstances(tfds.core.GeneratorBasedBuilder):
     """COCO 2017 images with per-pixel instance ids and category indices."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Every instance kept; torchvision's resize sizes and crop offsets; `resize`.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Unpack train2017.zip, val2017.zip and annotations_trainval2017.zip from "
         f"https://cocodataset.org into manual_dir; {README_HINT}."
@@ -237,9 +330,7 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
         path = annotation_path(manual_dir, split)
         data = load_annotations(path)
         categories = sorted(category["id"] for category in data["categories"])
-        by_image: dict[int, list[dict]] = {}
-        for annotation in data["annotations"]:
-            by_image.setdefault(annotation["image_id"], []).append(annotation)
+        by_image = annotations_by_image(data, self.builder_config.crowd)
         images = sorted(data["images"], key=lambda record: record["id"])
         for index, record in enumerate(images):
             annotations = by_image.get(record["id"], [])
@@ -259,9 +350,8 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
         categories: list[int],
     ) -> dict[str, Any]:
         config = self.builder_config
+        check_instance_counts({record["id"]: annotations}, [record], path, config.max_objects)
         image = read_image(os.path.join(manual_dir, SPLIT_DIRS[split], record["file_name"]))
-        if config.crowd == "drop":
-            annotations = [a for a in annotations if not a.get("iscrowd", 0)]
         height, width = image.shape[:2]
         try:
             masks = [annotation_mask(a, height, width) for a in annotations]
@@ -274,7 +364,7 @@ class CocoInstances(tfds.core.GeneratorBasedBuilder):
             ) from error
         ids, ignore, kept = instance_ids(masks, height, width, config.max_objects)
         _, (ids, ignore) = resize_and_crop(image, [ids, ignore], config.mask_resolution)
-        image, _ = resize_and_crop(image, [], config.resolution)
+        image, _ = resize_and_crop(image, [], config.resolution, config.resize)
         return {
             "image": image,
             "segmentation": ids[..., None],
@@ -327,10 +417,11 @@ def coco_sources(
     max_objects: int = 32,
     crowd: str = "drop",
     mask_resolution: int | None = None,
+    resize: str = "bilinear",
 ) -> dict[str, Any]:
     """Converts COCO 2017 from `manual_dir` on first use, then opens train and validation
-    (masks at `mask_resolution`, default `resolution`)."""
-    config = CocoConfig.make(resolution, crowd, max_objects, mask_resolution)
+    (masks at `mask_resolution`, default `resolution`; images resampled by `resize`)."""
+    config = CocoConfig.make(resolution, crowd, max_objects, mask_resolution, resize)
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     for split in SPLIT_DIRS:
         path = annotation_path(manual_dir, split)
@@ -342,4 +433,10 @@ def coco_sources(
     builder = CocoInstances(
         config=known_config(CocoInstances, config), data_dir=data_dir, file_format="array_record"
     )
+    if not builder.is_prepared():  # Every image's instance count, before any is converted.
+        for split in SPLIT_DIRS:
+            path = annotation_path(manual_dir, split)
+            data = load_annotations(path)
+            by_image = annotations_by_image(data, crowd)
+            check_instance_counts(by_image, data["images"], path, max_objects)
     return manual.prepare(builder, manual_dir, "COCO", manual.cache_dir(data_dir, builder))

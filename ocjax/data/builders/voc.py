@@ -15,16 +15,19 @@ and writes ArrayRecord splits `train` and `validation` into
 VOC archive, put it next to `train.txt`) and evaluate on `val`; `train_list="train"` uses
 the official 1,464 instead.
 
-Each image is resized so its short side is `resolution` (PIL bilinear) and centre-cropped to
-`resolution` x `resolution`; the masks likewise with nearest neighbour, to `mask_resolution`
-if given (320 in the DINOSAUR / SPOT protocol at 224). Instances are numbered 1.. by
-decreasing area; `objects.shape` is the class index 0..19 (`category_id` 1..20, VOC's order
-from aeroplane to tvmonitor), taken from `SegmentationClass` at the instance's pixels.
-VOC instances do not overlap. Void pixels (255, the outlines VOC leaves unlabelled) are
-background in `segmentation` as in SPOT's release (`void="background"`), or also marked in
-`ignore` so that the metrics skip them (`void="ignore"`). Instances beyond the
-`max_objects` largest are id 0 and ignored. Training images without masks (most of
-`trainaug`) have no objects and `ignore` everywhere.
+Each image is resized so its short side is `resolution` and centre-cropped to `resolution` x
+`resolution` as `ocjax.data.builders.coco.resize_and_crop` does it (torchvision's sizes and
+offsets; `resize="bilinear"`: PIL's, as SPOT's `PascalVOC` reader; `"bicubic"`: PyTorch's,
+as DINOSAUR's release); the masks likewise with nearest neighbour, to `mask_resolution` if
+given (320 in the DINOSAUR / SPOT protocol at 224). Every instance is kept and scored:
+instances are numbered 1.. by decreasing area, and an image with more than `max_objects`
+stops the conversion with an error naming it. `objects.shape` is the class index 0..19
+(`category_id` 1..20, VOC's order from aeroplane to tvmonitor), taken from
+`SegmentationClass` at the instance's pixels. VOC instances do not overlap. Void pixels
+(255, the outlines VOC leaves unlabelled) are background in `segmentation` as in SPOT's
+release (`void="background"`), or also marked in `ignore` so that the metrics skip them
+(`void="ignore"`). Training images without masks (most of `trainaug`) have no objects and
+`ignore` everywhere.
 """
 
 import dataclasses
@@ -95,36 +98,41 @@ def read_palette_png(path: str) -> np.ndarray:
 def instances(
     objects: np.ndarray, classes: np.ndarray, max_objects: int, void: str
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Instance ids `[h, w]` (1.. by decreasing area), ignore `[h, w]` uint8 and each kept
-    instance's class id (1..20), from VOC's object and class index maps `[h, w]`."""
+    """Instance ids `[h, w]` (1.. by decreasing area), ignore `[h, w]` uint8 and each
+    instance's class id (1..20), from VOC's object and class index maps `[h, w]`; ValueError
+    if there are more than `max_objects` instances."""
     labels = [int(v) for v in np.unique(objects) if v not in (0, VOID)]
+    if len(labels) > max_objects:
+        raise ValueError(
+            f"{len(labels)} instances but data.max_objects is {max_objects}; every instance is "
+            f"scored, none dropped, so set data.max_objects to at least {len(labels)}"
+        )
     areas = {v: int((objects == v).sum()) for v in labels}
     order = sorted(labels, key=lambda v: (-areas[v], v))
     ids = np.zeros(objects.shape, np.uint8)
     ignore = objects == VOID if void == "ignore" else np.zeros(objects.shape, bool)
-    kept_classes = []
+    instance_classes = []
     for rank, label in enumerate(order):
         pixels = objects == label
-        if rank >= max_objects:
-            ignore |= pixels
-            continue
         counts = np.bincount(classes[pixels], minlength=VOID + 1)[1 : NUM_CLASSES + 1]
         if counts.sum() == 0:
             raise ValueError(f"instance {label} has no class pixels")
         ids[pixels] = rank + 1
-        kept_classes.append(int(counts.argmax()) + 1)
-    return ids, ignore.astype(np.uint8), kept_classes
+        instance_classes.append(int(counts.argmax()) + 1)
+    return ids, ignore.astype(np.uint8), instance_classes
 
 
 @dataclasses.dataclass(eq=False)
 class VocConfig(tfds.core.BuilderConfig):
-    """Output resolutions, training list, void rule and the most instances kept per image."""
+    """Output resolutions, training list, void rule, image resampling and the most instances
+    an image holds."""
 
     resolution: int = 224
     mask_resolution: int = 224
     max_objects: int = 32
     train_list: str = "trainaug"
     void: str = "background"
+    resize: str = "bilinear"
 
     @classmethod
     def make(
@@ -134,6 +142,7 @@ class VocConfig(tfds.core.BuilderConfig):
         train_list: str = "trainaug",
         void: str = "background",
         mask_resolution: int | None = None,
+        resize: str = "bilinear",
     ) -> "VocConfig":
         """Checks the options and names the config after every value."""
         if train_list not in TRAIN_LISTS:
@@ -142,28 +151,36 @@ class VocConfig(tfds.core.BuilderConfig):
             )
         if void not in VOID_RULES:
             raise ValueError(f"data.pascal_voc.void is {void!r}; use one of {VOID_RULES}.")
+        if resize not in coco.RESIZE_METHODS:
+            raise ValueError(
+                f"data.pascal_voc.resize is {resize!r}; use one of {coco.RESIZE_METHODS}."
+            )
         mask_resolution = mask_resolution or resolution
-        if resolution < 1 or mask_resolution < 1 or not 1 <= max_objects <= 254:
+        if resolution < 1 or mask_resolution < 1 or not 1 <= max_objects <= coco.MAX_OBJECTS:
             raise ValueError(
                 "Pascal VOC needs resolution and mask_resolution >= 1 and 1 <= max_objects "
-                f"<= 254, got {resolution}, {mask_resolution} and {max_objects}."
+                f"<= {coco.MAX_OBJECTS}, got {resolution}, {mask_resolution} and {max_objects}."
             )
         name = f"res{resolution}_mask{mask_resolution}_max{max_objects}_{train_list}_void-{void}"
         return cls(
-            name=name,
+            name=f"{name}_resize-{resize}",
             resolution=resolution,
             mask_resolution=mask_resolution,
             max_objects=max_objects,
             train_list=train_list,
             void=void,
+            resize=resize,
         )
 
 
 class PascalVoc(tfds.core.GeneratorBasedBuilder):
     """Pascal VOC 2012 images with per-pixel instance ids and class indices."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}  # noqa: RUF012
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {  # noqa: RUF012
+        "1.0.0": "First release.",
+        "1.1.0": "Every instance kept; torchvision's resize sizes and crop offsets; `resize`.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Unpack VOCtrainval_11-May-2012.tar (host.robots.ox.ac.uk/pascal/VOC/voc2012) into "
         f"manual_dir; {README_HINT}."
@@ -220,24 +237,26 @@ class PascalVoc(tfds.core.GeneratorBasedBuilder):
                     f"the image {(height, width)}; unpack the archive again ({README_HINT})."
                 )
             try:
-                ids, ignore, kept = instances(objects, classes, config.max_objects, config.void)
+                ids, ignore, categories = instances(
+                    objects, classes, config.max_objects, config.void
+                )
             except ValueError as error:
                 raise dataset_error(f"Pascal VOC masks of {image_id}: {error}.") from error
         else:  # No ground truth for this training image: nothing to score.
-            ids, kept = np.zeros((height, width), np.uint8), []
+            ids, categories = np.zeros((height, width), np.uint8), []
             ignore = np.ones((height, width), np.uint8)
         _, (ids, ignore) = coco.resize_and_crop(image, [ids, ignore], config.mask_resolution)
-        image, _ = coco.resize_and_crop(image, [], config.resolution)
+        image, _ = coco.resize_and_crop(image, [], config.resolution, config.resize)
         return {
             "image": image,
             "segmentation": ids[..., None],
             "ignore": ignore[..., None],
-            "objects": objects_from_ids(ids, kept),
+            "objects": objects_from_ids(ids, categories),
         }
 
 
 def objects_from_ids(ids: np.ndarray, classes: list[int]) -> dict[str, np.ndarray]:
-    """Per-object arrays `[n]` (zero positions `[n, 3]`) of the kept instances' classes."""
+    """Per-object arrays `[n]` (zero positions `[n, 3]`) of the instances' classes."""
     count = len(classes)
     num_pixels = np.bincount(ids.ravel(), minlength=count + 1)[1 : count + 1].astype(np.int32)
     category = np.array(classes, np.int32).reshape(count)
@@ -263,10 +282,12 @@ def voc_sources(
     train_list: str = "trainaug",
     void: str = "background",
     mask_resolution: int | None = None,
+    resize: str = "bilinear",
 ) -> dict[str, Any]:
     """Converts Pascal VOC 2012 from `manual_dir` on first use, then opens train
-    (`train_list`) and validation (val; masks at `mask_resolution`, default `resolution`)."""
-    config = VocConfig.make(resolution, max_objects, train_list, void, mask_resolution)
+    (`train_list`) and validation (val; masks at `mask_resolution`, default `resolution`;
+    images resampled by `resize`)."""
+    config = VocConfig.make(resolution, max_objects, train_list, void, mask_resolution, resize)
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
     root = voc_root(manual_dir)
     for name in (train_list, "val"):  # Missing lists are named before any work.
