@@ -7,17 +7,25 @@ A backbone is named in the config by `model.backbone`:
   `.safetensors` file the user downloads (`ocjax.models.checkpoints`);
 * `kind="ocjax_vit"`: the ViT of an ocjax run, e.g. the flagship's, read from `workdir`
   (its `config.json` gives the architecture, its latest checkpoint the weights), so the
-  whole pipeline trains offline.
+  whole pipeline trains offline;
+* `kind="pixel_patches"`: no network: each `patch_size` x `patch_size` patch of the
+  (normalised) image, flattened (rows, columns, channels), times one fixed random matrix
+  with orthonormal rows to `dim` (seeded by `seed`). Features that carry colour and
+  position but no learned grouping: a control that needs no weights.
 
 `feature_block` (default: last) and `final_norm` choose which features the backbone hands
 on. The weights are loaded into `params["backbone"]` at initialisation
 (`pretrained_params`) and stay frozen: the model stops gradients at the features and the
-optimiser leaves the subtree alone (`ocjax.training.optim`).
+optimiser leaves the subtree alone (`ocjax.training.optim`). With `finetune_from_block`
+(a `dino_vit`; SPOT's student: 8), a trainable copy of the blocks from there on
+(`FinetunedBlocks`, `params["finetuned"]`, initialised from the same weights) reads the
+frozen output of the block before; the frozen backbone's own features stay the targets.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +39,7 @@ from ocjax.models import checkpoints
 from ocjax.models.dino_vit import ARCHITECTURES, DinoViT
 from ocjax.models.vit import ViT, ViTOutput
 
-KINDS = ("dino_vit", "ocjax_vit")
+KINDS = ("dino_vit", "ocjax_vit", "pixel_patches")
 Options = tuple[tuple[str, Any], ...]
 
 
@@ -70,6 +78,17 @@ def resolve(options: Mapping[str, Any]) -> Options:
     kind = options.get("kind")
     if kind not in KINDS:
         raise ValueError(f"Unknown model.backbone.kind {kind!r}; use one of {KINDS}.")
+    options.setdefault("finetune_from_block", None)
+    if options["finetune_from_block"] is not None and kind != "dino_vit":
+        raise ValueError(
+            "model.backbone.finetune_from_block fine-tunes the last blocks of a released "
+            f"ViT (kind 'dino_vit'), not of a {kind!r} backbone; set it to None."
+        )
+    if kind == "pixel_patches":
+        options.setdefault("patch_size", 4)
+        options.setdefault("dim", 128)
+        options.setdefault("seed", 0)
+        return tuple(sorted(options.items()))
     options.setdefault("feature_block", -1)
     options.setdefault("final_norm", True)
     if kind == "dino_vit":
@@ -79,6 +98,14 @@ def resolve(options: Mapping[str, Any]) -> Options:
                 f"of {sorted(ARCHITECTURES)}."
             )
         options.setdefault("checkpoint", None)
+        depth = ARCHITECTURES[options["architecture"]].depth
+        start = options["finetune_from_block"]
+        if start is not None and not 1 <= start <= options["feature_block"] % depth:
+            raise ValueError(
+                f"model.backbone.finetune_from_block={start} must lie in 1 .. "
+                f"{options['feature_block'] % depth} (the feature block) for "
+                f"{options['architecture']}."
+            )
     else:
         if not options.get("workdir"):
             raise ValueError("model.backbone.kind 'ocjax_vit' needs model.backbone.workdir.")
@@ -93,8 +120,38 @@ def resolve(options: Mapping[str, Any]) -> Options:
     return tuple(sorted(options.items()))
 
 
+def orthonormal_projection(in_dim: int, dim: int, seed: int) -> np.ndarray:
+    """A fixed `[in_dim, dim]` matrix with orthonormal rows (`in_dim <= dim`): the first rows
+    of the Q factor (signs fixed by R's diagonal) of a seeded Gaussian `[dim, dim]`."""
+    if in_dim > dim:
+        raise ValueError(
+            f"pixel_patches: a patch has {in_dim} values, more than model.backbone.dim={dim}; "
+            f"set dim >= {in_dim}."
+        )
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
+    return (q * np.sign(np.diag(r))[None, :])[:in_dim].astype(np.float32)
+
+
+def pixel_patches(images: jax.Array, patch_size: int, dim: int, seed: int) -> ViTOutput:
+    """Images `[b, h, w, c]` to `tokens [b, (h/p) * (w/p), dim]`: every p x p patch flattened
+    (rows, columns, channels) times `orthonormal_projection` (row-major patch order)."""
+    b, h, w, c = images.shape
+    p = patch_size
+    if h % p or w % p:
+        raise ValueError(
+            f"pixel_patches: {h}x{w} images do not split into {p}x{p} patches; use a "
+            f"patch_size that divides both sides."
+        )
+    x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, (h // p) * (w // p), p * p * c).astype(jnp.float32)
+    projection = jnp.asarray(orthonormal_projection(p * p * c, dim, seed))
+    tokens = jnp.einsum("bnc,cd->bnd", x, projection, precision=jax.lax.Precision.HIGHEST)
+    return ViTOutput(tokens=tokens, cls=None, grid=(h // p, w // p))
+
+
 class Backbone(nn.Module):
-    """Images `[b, h, w, c]` to frozen patch features `ViTOutput` (tokens `[b, n, d]`)."""
+    """Images `[b, h, w, c]` to frozen patch features `ViTOutput` (tokens `[b, n, d]`; with
+    `finetune_from_block`, `hidden` is the sequence the fine-tuned blocks start from)."""
 
     options: Options
     dtype: Any = jnp.float32
@@ -104,12 +161,16 @@ class Backbone(nn.Module):
         """Runs the backbone and stops gradients at its outputs."""
         o = dict(self.options)
         size = tuple(images.shape[1:3])
+        if o["kind"] == "pixel_patches":
+            return pixel_patches(images, o["patch_size"], o["dim"], o["seed"])
         if o["kind"] == "dino_vit":
+            start = o["finetune_from_block"]
             out = DinoViT(
                 o["architecture"],
                 image_size=size,
                 feature_block=o["feature_block"],
                 final_norm=o["final_norm"],
+                hidden_block=None if start is None else start - 1,
                 dtype=self.dtype,
                 name="vit",
             )(images)
@@ -128,10 +189,49 @@ class Backbone(nn.Module):
         return jax.lax.stop_gradient(out)
 
 
+class FinetunedBlocks(nn.Module):
+    """The trainable blocks `finetune_from_block` .. `feature_block` of a `dino_vit`
+    backbone: the sequence after the block before `[b, extra + n, d]` to tokens `[b, n, d]`."""
+
+    options: Options
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array) -> jax.Array:
+        """Runs the blocks (and the final norm where the backbone has it) on `hidden`
+        (a square patch grid after the CLS and register tokens)."""
+        o = dict(self.options)
+        spec = ARCHITECTURES[o["architecture"]]
+        side = math.isqrt(hidden.shape[1] - 1 - spec.num_registers) * spec.patch_size
+        return DinoViT(
+            o["architecture"],
+            image_size=(side, side),
+            feature_block=o["feature_block"],
+            final_norm=o["final_norm"],
+            start_block=o["finetune_from_block"],
+            dtype=self.dtype,
+            name="vit",
+        )(None, hidden).tokens
+
+
+def finetuned_params(backbone: Mapping[str, Any], options: Options) -> dict[str, Any]:
+    """`params["finetuned"]` from the backbone's: its blocks from `finetune_from_block` on
+    (and its final norm if used), copied."""
+    o = dict(options)
+    vit = dict(backbone["vit"])
+    start = o["finetune_from_block"]
+    keep = {k: v for k, v in vit.items() if k.startswith("blocks_") and int(k[7:]) >= start}
+    if "norm" in vit:
+        keep["norm"] = vit["norm"]
+    return {"vit": jax.tree.map(np.array, keep)}
+
+
 def pretrained_params(options: Options, image_size: tuple[int, int]) -> dict[str, Any] | None:
     """The backbone's weights for `params["backbone"]`, or None to keep the random init
     (a `dino_vit` without `checkpoint`)."""
     o = dict(options)
+    if o["kind"] == "pixel_patches":
+        return None
     if o["kind"] == "dino_vit":
         if o["checkpoint"] is None:
             return None

@@ -25,8 +25,9 @@ def exact_gelu(x: jax.Array) -> jax.Array:
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention of queries `[b, q, dim]` over inputs `[b, n, c]`, per head.
 
-    Query, key and value projections have no bias (as in the paper's released code); the
-    output projection has one unless `out_bias` is False (SLATE's and SPOT's decoder).
+    Query, key and value projections have no bias (as in the paper's released code) unless
+    `qkv_bias` (PyTorch's `nn.MultiheadAttention`); the output projection has one unless
+    `out_bias` is False (SLATE's and SPOT's decoder); biases start at zero.
     `kernel_init` draws the query, key and value kernels, `out_kernel_init` (default
     `kernel_init`) the output projection's. Logits and softmax are computed in float32.
     """
@@ -35,6 +36,7 @@ class MultiHeadAttention(nn.Module):
     kernel_init: Initializer = LECUN_NORMAL
     out_kernel_init: Initializer | None = None
     out_bias: bool = True
+    qkv_bias: bool = False
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -57,7 +59,11 @@ class MultiHeadAttention(nn.Module):
         def project(x: jax.Array, name: str) -> jax.Array:
             """Maps `[b, l, c]` to per-head features `[b, l, num_heads, head_dim]`."""
             y = nn.Dense(
-                dim, use_bias=False, kernel_init=self.kernel_init, dtype=self.dtype, name=name
+                dim,
+                use_bias=self.qkv_bias,
+                kernel_init=self.kernel_init,
+                dtype=self.dtype,
+                name=name,
             )(x)
             return y.reshape(*y.shape[:-1], self.num_heads, head_dim)
 
@@ -81,20 +87,26 @@ class MultiHeadAttention(nn.Module):
 
 class TransformerMLP(nn.Module):
     """Two-layer MLP `[..., dim]` -> `[..., mlp_dim]` -> `[..., dim]`, exact (erf) GELU by
-    default; `kernel_inits` draws the two kernels (first, second)."""
+    default; `kernel_inits` draws the two kernels (first, second), `bias_inits` (default
+    zeros) the two biases."""
 
     mlp_dim: int = 512
     activation: Callable[[jax.Array], jax.Array] = exact_gelu
     kernel_inits: tuple[Initializer, Initializer] = (LECUN_NORMAL, LECUN_NORMAL)
+    bias_inits: tuple[Initializer, Initializer] = (nn.initializers.zeros, nn.initializers.zeros)
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps `[..., dim]` to `[..., dim]`."""
-        first, second = self.kernel_inits
-        h = nn.Dense(self.mlp_dim, kernel_init=first, dtype=self.dtype, name="dense_1")(x)
+        (first, second), (first_bias, second_bias) = self.kernel_inits, self.bias_inits
+        h = nn.Dense(
+            self.mlp_dim, kernel_init=first, bias_init=first_bias, dtype=self.dtype, name="dense_1"
+        )(x)
         h = self.activation(h)
-        return nn.Dense(x.shape[-1], kernel_init=second, dtype=self.dtype, name="dense_2")(h)
+        return nn.Dense(
+            x.shape[-1], kernel_init=second, bias_init=second_bias, dtype=self.dtype, name="dense_2"
+        )(h)
 
 
 class CrossAttentionBlock(nn.Module):

@@ -146,12 +146,18 @@ class DinoViT(nn.Module):
     `feature_block` picks the block whose output becomes the tokens (default: the last;
     negative counts from the end); `final_norm` applies the final LayerNorm to them (DINO's
     features) or not (DINOSAUR reads the last block's output before it).
+    `hidden_block` also hands on the whole sequence (CLS, registers, patches) after that
+    block as `hidden`; with `start_block`, the call takes such a sequence (`tokens`, the
+    input of block `start_block`) instead of images and runs the blocks from there (SPOT's
+    student fine-tunes the last blocks of a frozen ViT on the cached output of the others).
     """
 
     architecture: str = "dino_vits16"
     image_size: tuple[int, int] = (224, 224)
     feature_block: int = -1
     final_norm: bool = True
+    hidden_block: int | None = None
+    start_block: int = 0
     dtype: Dtype = jnp.float32
 
     @property
@@ -177,9 +183,15 @@ class DinoViT(nn.Module):
         return h // p, w // p
 
     @nn.compact
-    def __call__(self, images: jax.Array) -> ViTOutput:
-        """Encodes images `[b, h, w, 3]` (h, w = `image_size`) into a `ViTOutput`."""
+    def __call__(self, images: jax.Array | None, tokens: jax.Array | None = None) -> ViTOutput:
+        """Encodes images `[b, h, w, 3]` (h, w = `image_size`), or from `start_block` on the
+        sequence `tokens [b, extra + gh * gw, dim]`, into a `ViTOutput`."""
         spec, grid = self.spec, self.grid
+        extra = 1 + spec.num_registers
+        if self.start_block:
+            if tokens is None:
+                raise ValueError(f"DinoViT(start_block={self.start_block}) needs `tokens`.")
+            return self._blocks(tokens, self.start_block, extra, grid)
         if tuple(images.shape[1:3]) != tuple(self.image_size):
             raise ValueError(
                 f"The backbone was built for {self.image_size[0]}x{self.image_size[1]} images "
@@ -201,12 +213,19 @@ class DinoViT(nn.Module):
             prefix.append(self.param("reg_token", init, (1, spec.num_registers, spec.dim)))
         prefix = [jnp.broadcast_to(t.astype(self.dtype), (b,) + t.shape[1:]) for t in prefix]
         x = jnp.concatenate(prefix + [x], axis=1)
-        extra = 1 + spec.num_registers
+        return self._blocks(x, 0, extra, grid)
+
+    def _blocks(self, x: jax.Array, start: int, extra: int, grid: tuple[int, int]) -> ViTOutput:
+        """Blocks `start` .. `feature_block` on the sequence `x [b, extra + n, dim]`."""
+        spec = self.spec
         last = self.feature_block % spec.depth
-        for i in range(last + 1):
+        hidden = None
+        for i in range(start, last + 1):
             x = Block(
                 spec.num_heads, spec.mlp_dim, spec.layer_scale, dtype=self.dtype, name=f"blocks_{i}"
             )(x)
+            if self.hidden_block is not None and i == self.hidden_block % spec.depth:
+                hidden = x
         if self.final_norm:
             x = nn.LayerNorm(1e-6, dtype=self.dtype, name="norm")(x)
-        return ViTOutput(tokens=x[:, extra:], cls=x[:, 0], grid=grid)
+        return ViTOutput(tokens=x[:, extra:], cls=x[:, 0], grid=grid, hidden=hidden)

@@ -30,14 +30,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ocjax.models.backbones import Backbone, Options
-from ocjax.models.cross_attention import Initializer, MultiHeadAttention, TransformerMLP
-from ocjax.models.queries import GaussianQueries
-from ocjax.models.slot_attention import SlotAttention
+from ocjax.models.backbones import Backbone, FinetunedBlocks, Options
+from ocjax.models.cross_attention import MultiHeadAttention, TransformerMLP
+from ocjax.models.initializers import (
+    KERNEL_INITS,
+    fused_xavier_uniform,
+    scheme,
+    torch_bias,
+)
+from ocjax.models.queries import GaussianQueries, LearnedQueries
+from ocjax.models.slot_attention import ATTENTION_ITERATIONS, TRUNCATIONS, SlotAttention, SlotMLP
 
 Dtype = Any
 DECODERS = ("mlp", "transformer")
+DECODER_STYLES = ("spot", "dinosaur")
 ORDERS = ("standard", "spot")
+EVAL_ORDERS = ("raster", "all")
+SLOT_INITS = ("gaussian", "embedding")
 ORDER_NAMES = (
     "raster",  # Rows top to bottom, each left to right (the standard order).
     "columns",  # Columns left to right, each top to bottom.
@@ -89,11 +98,16 @@ def patch_orders(side: int) -> np.ndarray:
 
 
 class MLPFeatureDecoder(nn.Module):
-    """Slots `[b, k, d]` to features `[b, n, f]` and masks `[b, k, n]` (softmax over slots)."""
+    """Slots `[b, k, d]` to features `[b, n, f]` and masks `[b, k, n]` (softmax over slots).
+
+    Kernels from the scheme `kernel_init` (DINOSAUR's release: PyTorch's default), biases
+    zero; the position embedding N(0, 0.02).
+    """
 
     num_patches: int
     feature_dim: int
     hidden_dims: tuple[int, ...] = (2048, 2048, 2048)
+    kernel_init: str = "torch"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -104,23 +118,34 @@ class MLPFeatureDecoder(nn.Module):
             "position_embedding", nn.initializers.normal(0.02), (1, 1, self.num_patches, d)
         )
         x = slots[:, :, None, :].astype(self.dtype) + position.astype(self.dtype)
+        inits = scheme(self.kernel_init)
         for i, width in enumerate(self.hidden_dims):
-            x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f"dense_{i}")(x))
-        out = nn.Dense(self.feature_dim + 1, dtype=self.dtype, name="output")(x)
+            init = KERNEL_INITS[inits.relu_kernel]
+            x = nn.relu(nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"dense_{i}")(x))
+        out = nn.Dense(
+            self.feature_dim + 1,
+            kernel_init=KERNEL_INITS[inits.kernel],
+            dtype=self.dtype,
+            name="output",
+        )(x)
         features, alpha = out[..., :-1], out[..., -1].astype(jnp.float32)
         masks = jax.nn.softmax(alpha, axis=1)  # [b, k, n]
         reconstruction = jnp.einsum("bkn,bknf->bnf", masks, features.astype(jnp.float32))
         return reconstruction, masks
 
 
-def xavier_uniform(gain: float = 1.0) -> Initializer:
+def xavier_uniform(gain: float = 1.0) -> nn.initializers.Initializer:
     """PyTorch's `xavier_uniform_(w, gain)`: U(+-gain * sqrt(6 / (fan_in + fan_out)))."""
     return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
 
 
-# PyTorch's `kaiming_uniform_(w, nonlinearity="relu")`: U(+-sqrt(6 / fan_in)).
-KAIMING_UNIFORM_RELU = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+KAIMING_UNIFORM_RELU = KERNEL_INITS["kaiming_uniform"]
 TORCH_LAYER_NORM_EPS = 1e-5
+
+
+def _torch_norm(dtype: Dtype, name: str) -> nn.LayerNorm:
+    """LayerNorm with PyTorch's epsilon."""
+    return nn.LayerNorm(epsilon=TORCH_LAYER_NORM_EPS, dtype=dtype, name=name)
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -149,7 +174,7 @@ class TransformerDecoderLayer(nn.Module):
         }
 
         def norm(name: str) -> nn.LayerNorm:
-            return nn.LayerNorm(epsilon=TORCH_LAYER_NORM_EPS, dtype=self.dtype, name=name)
+            return _torch_norm(self.dtype, name)
 
         h = norm("norm_self")(x)
         if self.first:
@@ -169,6 +194,47 @@ class TransformerDecoderLayer(nn.Module):
         return x + mlp(norm("norm_mlp")(x)), cross
 
 
+class TorchDecoderLayer(nn.Module):
+    """DINOSAUR's decoder block, PyTorch's `nn.TransformerDecoderLayer(norm_first=True)`:
+    causal self-attention, cross-attention to the slots, ReLU MLP, each a pre-norm residual
+    branch; biases in every projection. PyTorch's initialisation: the fused query / key /
+    value weight Xavier-uniform, their biases and the output projection's zero, the output
+    projection and the MLP PyTorch's default (biases U(+-1/sqrt(fan_in)))."""
+
+    num_heads: int
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, slots: jax.Array, causal: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Updates tokens `[b, n, dim]`; returns them and the cross-attention `[b, h, n, k]`."""
+        attention = {
+            "num_heads": self.num_heads,
+            "kernel_init": fused_xavier_uniform(3),
+            "out_kernel_init": KERNEL_INITS["torch_default"],
+            "qkv_bias": True,
+            "dtype": self.dtype,
+        }
+        h = _torch_norm(self.dtype, "norm_self")(x)
+        x = x + MultiHeadAttention(**attention, name="self_attention")(h, h, mask=causal)[0]
+        update, cross = MultiHeadAttention(**attention, name="cross_attention")(
+            _torch_norm(self.dtype, "norm_cross")(x), slots
+        )
+        x = x + update
+        dim = x.shape[-1]
+        mlp = TransformerMLP(
+            self.mlp_dim,
+            activation=nn.relu,
+            kernel_inits=(KERNEL_INITS["torch_default"],) * 2,
+            bias_inits=(torch_bias(dim), torch_bias(self.mlp_dim)),
+            dtype=self.dtype,
+            name="mlp",
+        )
+        return x + mlp(_torch_norm(self.dtype, "norm_mlp")(x)), cross
+
+
 class TransformerFeatureDecoder(nn.Module):
     """Autoregressive decoder: slots `[b, k, d]` and target features `[b, n, f]` (teacher
     forcing) to predicted features `[b, n, f]` and masks `[b, k, n]`.
@@ -184,6 +250,10 @@ class TransformerFeatureDecoder(nn.Module):
     of each patch's position is added to the inputs before the projection (SPOT leaves it
     out: the ViT features carry their positions). Kernels as the release: Xavier-uniform,
     Kaiming-uniform on each MLP's first layer; LayerNorm epsilon 1e-5 (PyTorch's).
+
+    `style="dinosaur"` is DINOSAUR's release instead (its `AutoregressivePatchDecoder`):
+    one BOS token N(0, 1/f), the same projections, `TorchDecoderLayer`s and no final
+    LayerNorm.
     """
 
     num_layers: int = 4
@@ -192,6 +262,7 @@ class TransformerFeatureDecoder(nn.Module):
     mlp_dim: int = 1024
     num_orders: int = 1
     positions: bool = True
+    style: str = "spot"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -206,7 +277,13 @@ class TransformerFeatureDecoder(nn.Module):
         b, n, f = targets.shape
         if order is not None:
             targets = jnp.take(targets, order, axis=1)
-        bos = self.param("bos", nn.initializers.normal(0.02), (self.num_orders, 1, f))
+        if self.style not in DECODER_STYLES:
+            raise ValueError(
+                f"Unknown model.decoder_style {self.style!r}; use one of {DECODER_STYLES}."
+            )
+        spot = self.style == "spot"
+        bos_init = nn.initializers.normal(0.02 if spot else f**-0.5)
+        bos = self.param("bos", bos_init, (self.num_orders, 1, f))
         bos = jnp.broadcast_to(bos[order_index], (b, 1, f))
         x = jnp.concatenate([bos, targets[:, :-1].astype(jnp.float32)], axis=1)
         if self.positions:
@@ -224,9 +301,7 @@ class TransformerFeatureDecoder(nn.Module):
                 dtype=self.dtype,
                 name=name,
             )(y.astype(self.dtype))
-            return nn.LayerNorm(
-                epsilon=TORCH_LAYER_NORM_EPS, dtype=self.dtype, name=f"norm_{name}"
-            )(y)
+            return _torch_norm(self.dtype, f"norm_{name}")(y)
 
         x = project(x, "input")
         memory = project(slots, "slots")
@@ -234,15 +309,15 @@ class TransformerFeatureDecoder(nn.Module):
         gain = (3 * self.num_layers) ** -0.5
         cross = None
         for i in range(self.num_layers):
-            x, cross = TransformerDecoderLayer(
-                self.num_heads,
-                self.mlp_dim,
-                gain,
-                first=i == 0,
-                dtype=self.dtype,
-                name=f"layer_{i}",
-            )(x, memory, causal)
-        x = nn.LayerNorm(epsilon=TORCH_LAYER_NORM_EPS, dtype=self.dtype, name="norm_output")(x)
+            if spot:
+                layer = TransformerDecoderLayer(
+                    self.num_heads, self.mlp_dim, gain, first=i == 0, dtype=self.dtype, name=f"layer_{i}"
+                )
+            else:
+                layer = TorchDecoderLayer(self.num_heads, self.mlp_dim, self.dtype, name=f"layer_{i}")
+            x, cross = layer(x, memory, causal)
+        if spot:
+            x = _torch_norm(self.dtype, "norm_output")(x)
         if self.dim != f:
             x = nn.Dense(f, kernel_init=xavier_uniform(), dtype=self.dtype, name="output")(x)
         out = x.astype(jnp.float32)
@@ -253,80 +328,137 @@ class TransformerFeatureDecoder(nn.Module):
         return out, masks
 
 
-def check_head(decoder: str, orders: str, num_slots: int) -> None:
-    """Raises ValueError naming an unknown decoder or order, or a bad slot count."""
-    if decoder not in DECODERS:
-        raise ValueError(f"Unknown model.decoder {decoder!r}; use one of {DECODERS}.")
-    if orders not in ORDERS:
-        raise ValueError(f"Unknown model.orders {orders!r}; use one of {ORDERS}.")
-    if orders == "spot" and decoder != "transformer":
+def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raises ValueError naming `model.<field>` when `value` is not one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"Unknown model.{field} {value!r}; use one of {choices}.")
+
+
+def check_head(head: Mapping[str, Any]) -> None:
+    """Raises ValueError naming an unknown option of a `SlotHead` (fields `head`) or a bad
+    combination, before anything runs."""
+    choices = {
+        "decoder": DECODERS,
+        "decoder_style": DECODER_STYLES,
+        "orders": ORDERS,
+        "eval_orders": EVAL_ORDERS,
+        "slot_init": SLOT_INITS,
+        "truncate": TRUNCATIONS,
+        "attention_iteration": ATTENTION_ITERATIONS,
+    }
+    for field, allowed in choices.items():
+        _check_choice(field, head[field], allowed)
+    scheme(head["kernel_init"])
+    if head["orders"] == "spot" and head["decoder"] != "transformer":
         raise ValueError("model.orders 'spot' needs model.decoder 'transformer'.")
-    if num_slots < 1:
-        raise ValueError(f"model.num_slots must be >= 1, got {num_slots}.")
+    if head["eval_orders"] == "all" and head["orders"] != "spot":
+        raise ValueError("model.eval_orders 'all' averages SPOT's nine orders: set model.orders 'spot'.")
+    if head["num_slots"] < 1:
+        raise ValueError(f"model.num_slots must be >= 1, got {head['num_slots']}.")
 
 
 class SlotHead(nn.Module):
     """Features `[b, n, f]` -> LayerNorm, two-layer MLP -> Slot Attention -> feature decoder.
 
-    Everything of DINOSAUR after the frozen backbone (fields as in `Dinosaur`).
+    Everything of DINOSAUR and SPOT after the frozen backbone. The defaults are DINOSAUR's
+    release; SPOT's differences are options:
+
+    * `feature_mlp_hidden_dim` / `feature_mlp_dim`: the MLP's widths (None: the features'
+      width / `slot_dim`); DINOSAUR f -> f -> slot_dim, SPOT f -> f -> f (Slot Attention
+      then projects to `slot_dim`);
+    * `kernel_init`: the initialisation scheme of every layer (`ocjax.models.initializers`):
+      `torch` (DINOSAUR), `xavier` (SPOT);
+    * `slot_init`: `gaussian` (one learned Gaussian shared by the slots) or `embedding`
+      (a learned vector per slot, SPOT's student); `truncate`: `none` or SPOT's student's
+      `bi-level` (`SlotAttention`);
+    * `attention_iteration`: the Slot Attention iteration whose attention is returned as
+      `attention` (both releases evaluate the `last`);
+    * `decoder`: `mlp` or `transformer` (`decoder_style` `dinosaur` or `spot`);
+      `orders`: `standard` (raster) or `spot` (a random one of nine per training step);
+      `eval_orders`: `raster`, or `all` (SPOT's COCO figures: the decoder's outputs and
+      masks averaged over the nine orders).
     """
 
     num_slots: int = 7
     num_iterations: int = 3
     slot_dim: int = 256
     mlp_hidden_dim: int = 1024
+    feature_mlp_hidden_dim: int | None = None
+    feature_mlp_dim: int | None = None
+    kernel_init: str = "torch"
+    slot_init: str = "gaussian"
+    truncate: str = "none"
+    attention_iteration: str = "last"
     decoder: str = "mlp"
     decoder_hidden_dims: tuple[int, ...] = (2048, 2048, 2048)
     decoder_layers: int = 4
     decoder_heads: int = 4
     decoder_dim: int = 256
     decoder_positions: bool = True
+    decoder_style: str = "dinosaur"
     orders: str = "standard"
+    eval_orders: str = "raster"
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, features: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        """Slots, masks and the reconstruction of `features`; see `Dinosaur.__call__`."""
-        check_head(self.decoder, self.orders, self.num_slots)
-        b = features.shape[0]
-        x = nn.LayerNorm(dtype=self.dtype, name="norm_features")(features.astype(self.dtype))
-        x = nn.relu(nn.Dense(self.slot_dim, dtype=self.dtype, name="feature_mlp_1")(x))
-        x = nn.Dense(self.slot_dim, dtype=self.dtype, name="feature_mlp_2")(x)
-        slots = GaussianQueries(self.num_slots, self.slot_dim, name="slot_init")(b)
+    def __call__(
+        self, features: jax.Array, train: bool = False, targets: jax.Array | None = None
+    ) -> dict[str, jax.Array]:
+        """Slots from `features [b, n, c]` and the reconstruction of `targets [b, n, f]`
+        (default: the features); see `Dinosaur.__call__`."""
+        check_head({f: getattr(self, f) for f in HEAD_FIELDS})
+        targets = features if targets is None else targets
+        b, n, f = targets.shape
+        x = nn.LayerNorm(epsilon=TORCH_LAYER_NORM_EPS, dtype=self.dtype, name="norm_features")(
+            features.astype(self.dtype)
+        )
+        x = SlotMLP(
+            self.feature_mlp_hidden_dim or features.shape[-1],
+            self.feature_mlp_dim or self.slot_dim,
+            self.dtype,
+            self.kernel_init,
+            name="feature_mlp",
+        )(x)
+        if self.slot_init == "gaussian":
+            init = GaussianQueries(
+                self.num_slots, self.slot_dim, kernel_init=self.kernel_init, name="slot_init"
+            )
+        else:
+            init = LearnedQueries(
+                self.num_slots, self.slot_dim, param_init="xavier_uniform", name="slot_init"
+            )
         slots, attention, logits = SlotAttention(
             num_iterations=self.num_iterations,
             mlp_hidden_dim=self.mlp_hidden_dim,
             return_logits=True,
+            attention_iteration=self.attention_iteration,
+            truncate=self.truncate,
+            kernel_init=self.kernel_init,
             dtype=self.dtype,
             name="slot_attention",
-        )(slots, x)
+        )(init(b).astype(self.dtype), x)
         if self.decoder == "mlp":
             reconstruction, masks = MLPFeatureDecoder(
-                features.shape[1],
-                features.shape[2],
+                n,
+                f,
                 tuple(self.decoder_hidden_dims),
+                kernel_init=self.kernel_init,
                 dtype=self.dtype,
                 name="decoder",
             )(slots)
         else:
-            order, index, num_orders = None, 0, 1
-            if self.orders == "spot":  # A random one of the nine orders per training step.
-                table = patch_orders(math.isqrt(features.shape[1]))
-                num_orders = len(table)
-                if train:
-                    index = jax.random.randint(self.make_rng("slots"), (), 0, num_orders)
-                order = jnp.asarray(table)[index]
-                self.sow("intermediates", "order_index", index)
-            reconstruction, masks = TransformerFeatureDecoder(
+            decoder = TransformerFeatureDecoder(
                 self.decoder_layers,
                 self.decoder_heads,
                 self.decoder_dim,
                 4 * self.decoder_dim,
-                num_orders=num_orders,
+                num_orders=len(ORDER_NAMES) if self.orders == "spot" else 1,
                 positions=self.decoder_positions,
+                style=self.decoder_style,
                 dtype=self.dtype,
                 name="decoder",
-            )(slots, features, order, index)
+            )
+            reconstruction, masks = self._decode_in_orders(decoder, slots, targets, train)
         return {
             "reconstruction": reconstruction,
             "masks": masks,
@@ -334,6 +466,27 @@ class SlotHead(nn.Module):
             "attention_logits": logits,
             "slots": slots.astype(jnp.float32),
         }
+
+    def _decode_in_orders(
+        self,
+        decoder: TransformerFeatureDecoder,
+        slots: jax.Array,
+        features: jax.Array,
+        train: bool,
+    ) -> tuple[jax.Array, jax.Array]:
+        """`decoder` in raster order, or in SPOT's orders (a random one in training; raster,
+        or the mean over all nine with `eval_orders="all"`, in evaluation)."""
+        table = patch_orders(math.isqrt(features.shape[1])) if self.orders == "spot" else None
+        if table is None:
+            return decoder(slots, features)
+        if train or self.eval_orders == "raster":
+            index = jax.random.randint(self.make_rng("slots"), (), 0, len(table)) if train else 0
+            self.sow("intermediates", "order_index", index)
+            return decoder(slots, features, jnp.asarray(table)[index], index)
+        decoded = [decoder(slots, features, jnp.asarray(order), i) for i, order in enumerate(table)]
+        reconstruction = jnp.mean(jnp.stack([r for r, _ in decoded]), axis=0)
+        masks = jnp.mean(jnp.stack([m for _, m in decoded]), axis=0)
+        return reconstruction, masks
 
 
 HEAD_FIELDS = tuple(f for f in SlotHead.__dataclass_fields__ if f not in ("parent", "name"))
@@ -343,34 +496,57 @@ class Dinosaur(SlotHead):
     """Frozen ViT features -> `SlotHead` (Slot Attention, feature decoder); see the module doc.
 
     The head's fields are `SlotHead`'s. `backbone` is the resolved `model.backbone`
-    (`ocjax.models.backbones.resolve`). With `teacher` (SPOT's second stage, resolved by
-    `resolve_teacher` from the teacher run's workdir) a frozen copy of the teacher's head
-    runs on the same features (in training its decoder reads a random patch order, as the
-    official second stage) and hands its decoder masks on as `teacher_masks`.
+    (`ocjax.models.backbones.resolve`); with its `finetune_from_block` (SPOT's student)
+    Slot Attention reads a trainable copy of the backbone's last blocks (`finetuned`)
+    while the frozen backbone's features stay the targets. With `teacher` (SPOT's second
+    stage, resolved by `resolve_teacher` from the teacher run's workdir) a frozen copy of
+    the teacher's head runs on the frozen features (in training its decoder reads a random
+    patch order, as the official second stage) and hands its decoder masks on as
+    `teacher_masks`.
     """
 
     backbone: Options = ()
     teacher: Options | None = None
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
-        """Maps images `[b, h, w, 3]` (ImageNet-normalised) to outputs; in training with
-        `orders="spot"` the transformer decoder reads the patches in a random one of SPOT's
-        nine orders (`patch_orders`), in evaluation in raster order.
+    def __call__(
+        self, inputs: jax.Array | Mapping[str, jax.Array], train: bool = False
+    ) -> dict[str, jax.Array]:
+        """Maps images `[b, h, w, 3]` (ImageNet-normalised), or the backbone's cached outputs
+        (`{"features": [b, n, f]}`, plus `"hidden": [b, extra + n, d]` when fine-tuning;
+        `ocjax.data.feature_cache`), to outputs; in training with `orders="spot"` the
+        transformer decoder reads the patches in a random one of SPOT's nine orders
+        (`patch_orders`).
 
         Returns `features [b, n, f]` (the frozen targets), `reconstruction [b, n, f]`,
-        `masks [b, k, n]` (decoder), `attention [b, k, n]` (first Slot Attention
-        iteration), `attention_logits [b, k, n]` (last iteration, before the softmax) and
-        `slots [b, k, d]`, plus `teacher_masks [b, k, n]` with a teacher; n is the
+        `masks [b, k, n]` (decoder), `attention [b, k, n]` (the `attention_iteration` of
+        Slot Attention), `attention_logits [b, k, n]` (last iteration, before the softmax)
+        and `slots [b, k, d]`, plus `teacher_masks [b, k, n]` with a teacher; n is the
         backbone's patch count (a square grid).
         """
         if not self.backbone:
             raise ValueError("model.backbone is missing: DINOSAUR needs a frozen backbone.")
-        head = {f: getattr(self, f) for f in HEAD_FIELDS if f != "dtype"}
-        check_head(self.decoder, self.orders, self.num_slots)  # Before the backbone runs.
-        vit = Backbone(self.backbone, dtype=self.dtype, name="backbone")(images)
-        features = vit.tokens.astype(jnp.float32)
-        outputs = SlotHead(**head, dtype=self.dtype, name="head")(features, train)
+        head = {f: getattr(self, f) for f in HEAD_FIELDS}
+        check_head(head)  # Before the backbone runs.
+        head.pop("dtype")
+        start = dict(self.backbone).get("finetune_from_block")
+        if isinstance(inputs, Mapping):
+            features, hidden = inputs["features"], inputs.get("hidden")
+            if start is not None and hidden is None:
+                raise ValueError(
+                    "The cached features lack the sequence the fine-tuned blocks start from "
+                    "('hidden'); rebuild the feature cache for this backbone."
+                )
+        else:
+            vit = Backbone(self.backbone, dtype=self.dtype, name="backbone")(inputs)
+            features, hidden = vit.tokens, vit.hidden
+        features = jax.lax.stop_gradient(features.astype(jnp.float32))
+        slot_inputs = features
+        if start is not None:
+            slot_inputs = FinetunedBlocks(self.backbone, dtype=self.dtype, name="finetuned")(
+                jax.lax.stop_gradient(hidden)
+            ).astype(jnp.float32)
+        outputs = SlotHead(**head, dtype=self.dtype, name="head")(slot_inputs, train, features)
         outputs["features"] = features
         if self.teacher is not None:
             teacher = {k: v for k, v in self.teacher if k in HEAD_FIELDS}
@@ -389,7 +565,8 @@ def frozen_subtrees(model: nn.Module) -> tuple[str, ...]:
 
 def resolve_teacher(options: Mapping[str, Any], backbone: Options) -> Options:
     """SPOT's teacher from `{"workdir": DIR}`: the head hyper-parameters of the DINOSAUR /
-    SPOT run in DIR (its `config.json`), checked to share the student's backbone."""
+    SPOT run in DIR (its `config.json`), checked to share the student's frozen backbone
+    (the blocks the student fine-tunes may differ: the teacher reads the frozen features)."""
     from ocjax.models import backbones  # pylint: disable=import-outside-toplevel
 
     workdir = dict(options).get("workdir")
@@ -403,7 +580,11 @@ def resolve_teacher(options: Mapping[str, Any], backbone: Options) -> Options:
     model = backbones.load_run_config(workdir)["model"]
     if model.get("name") != "dinosaur":
         raise ValueError(f"The run in {workdir} is a {model.get('name')!r}, not a teacher.")
-    if backbones.resolve(model["backbone"]) != backbone:
+    def frozen(options: Options) -> dict[str, Any]:
+        """The options that decide the frozen features (not which blocks a student tunes)."""
+        return {k: v for k, v in dict(options).items() if k != "finetune_from_block"}
+
+    if frozen(backbones.resolve(model["backbone"])) != frozen(backbone):
         raise ValueError(
             f"The teacher in {workdir} was trained on other features (model.backbone "
             f"{model['backbone']}); the student must use the same backbone."

@@ -11,32 +11,31 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ocjax.models.initializers import KERNEL_INITS, vector_init
+
 Dtype = Any
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
-def _symmetric_uniform(
-    key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32
-) -> jax.Array:
-    """Glorot-uniform init of `[..., dim]` vectors: U(-l, l) with `l = sqrt(6 / (1 + dim))`."""
-    limit = (6.0 / (1 + shape[-1])) ** 0.5
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
-
-
 class LearnedQueries(nn.Module):
-    """A learned `[num_queries, dim]` set of queries, the same for every image."""
+    """A learned `[num_queries, dim]` set of queries, the same for every image, drawn from
+    `param_init` (a name in `ocjax.models.initializers.KERNEL_INITS`; SPOT's learned slots:
+    `xavier_uniform`)."""
 
     num_queries: int
     dim: int
     dtype: Dtype = jnp.float32
+    param_init: str = "truncated_normal"
 
     @nn.compact
     def __call__(self, batch_size: int, tokens: jax.Array | None = None) -> jax.Array:
         """Returns queries `[batch_size, num_queries, dim]`; `tokens` is ignored."""
-        queries = self.param(
-            "queries", nn.initializers.truncated_normal(0.02), (self.num_queries, self.dim)
-        )
+        if self.param_init not in KERNEL_INITS:
+            raise ValueError(
+                f"Unknown query init {self.param_init!r}; use one of {sorted(KERNEL_INITS)}."
+            )
+        queries = self.param("queries", KERNEL_INITS[self.param_init], (self.num_queries, self.dim))
         return jnp.broadcast_to(
             queries.astype(self.dtype), (batch_size, self.num_queries, self.dim)
         )
@@ -46,17 +45,21 @@ class GaussianQueries(nn.Module):
     """Queries drawn independently from one learned diagonal Gaussian (`mu`, `log_sigma` `[dim]`).
 
     This is the slot initialisation of the original Slot Attention; needs the `slots` rng.
+    `kernel_init` names the scheme whose vector initialiser draws `mu` and `log_sigma`
+    (`ocjax.models.initializers.vector_init`).
     """
 
     num_queries: int
     dim: int
     dtype: Dtype = jnp.float32
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, batch_size: int, tokens: jax.Array | None = None) -> jax.Array:
         """Returns queries `[batch_size, num_queries, dim]`; `tokens` is ignored."""
-        mu = self.param("mu", _symmetric_uniform, (self.dim,))
-        log_sigma = self.param("log_sigma", _symmetric_uniform, (self.dim,))
+        init = vector_init(self.kernel_init)
+        mu = self.param("mu", init, (self.dim,))
+        log_sigma = self.param("log_sigma", init, (self.dim,))
         noise = jax.random.normal(self.make_rng("slots"), (batch_size, self.num_queries, self.dim))
         return (mu + jnp.exp(log_sigma) * noise).astype(self.dtype)
 
@@ -77,8 +80,9 @@ class MixtureQueries(nn.Module):
     def __call__(self, batch_size: int, tokens: jax.Array | None = None) -> jax.Array:
         """Returns queries `[batch_size, num_queries, dim]`; `tokens` is ignored."""
         shape = (self.num_components, self.dim)
-        mu = self.param("mu", _symmetric_uniform, shape)
-        log_sigma = self.param("log_sigma", _symmetric_uniform, shape)
+        init = vector_init("lecun_normal")  # U(+-sqrt(6 / (1 + dim))).
+        mu = self.param("mu", init, shape)
+        log_sigma = self.param("log_sigma", init, shape)
         component_key, noise_key = jax.random.split(self.make_rng("slots"))
         component = jax.random.randint(
             component_key, (batch_size, self.num_queries), 0, self.num_components

@@ -11,27 +11,36 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ocjax.models.initializers import gru_inits, kernel_init
+from ocjax.models.gru import GRUCell
+from ocjax.models.initializers import KERNEL_INITS, gru_inits, kernel_init, scheme
 
 Dtype = Any
+ATTENTION_ITERATIONS = ("first", "last")
+TRUNCATIONS = ("none", "bi-level", "fixed-point")
 
 
 class SlotMLP(nn.Module):
-    """Two-layer ReLU MLP used as the residual update of the slots."""
+    """Two-layer ReLU MLP `[..., d]` -> `[..., hidden_dim]` -> `[..., out_dim]`, biases zero;
+    kernels from the scheme `kernel_init` (the first layer's is its `relu_kernel`)."""
 
     hidden_dim: int
     out_dim: int
     dtype: Dtype = jnp.float32
-    kernel_init: str = "lecun_normal"  # See `ocjax.models.initializers`.
+    kernel_init: str = "lecun_normal"  # A scheme of `ocjax.models.initializers`.
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps `[..., d]` to `[..., out_dim]`."""
-        dense = functools.partial(
-            nn.Dense, dtype=self.dtype, kernel_init=kernel_init(self.kernel_init)
-        )
-        x = nn.relu(dense(self.hidden_dim, name="dense_1")(x))
-        return dense(self.out_dim, name="dense_2")(x)
+        inits = scheme(self.kernel_init)
+        x = nn.Dense(
+            self.hidden_dim,
+            dtype=self.dtype,
+            kernel_init=KERNEL_INITS[inits.relu_kernel],
+            name="dense_1",
+        )(x)
+        return nn.Dense(
+            self.out_dim, dtype=self.dtype, kernel_init=KERNEL_INITS[inits.kernel], name="dense_2"
+        )(nn.relu(x))
 
 
 class SlotAttention(nn.Module):
@@ -39,24 +48,40 @@ class SlotAttention(nn.Module):
 
     Softmax is taken over the slot axis, then each slot's weights are renormalised
     over the inputs (a weighted mean). One set of weights serves every iteration.
+
+    `attention_iteration` picks the iteration whose attention is returned: `first` (the
+    flagship's and the Slot Attention autoencoder's evaluations) or `last` (DINOSAUR's and
+    SPOT's releases). `truncate` cuts the gradient through the iterations before the last
+    one: `none`; `fixed-point`, the last iteration starts from the stopped slots (implicit
+    differentiation, Chang et al. 2022); `bi-level` (BO-QSA, SPOT's student), as
+    `fixed-point` but the initial slots' gradient passes straight through to them.
     """
 
     num_iterations: int = 3
     mlp_hidden_dim: int = 128
     epsilon: float = 1e-8
     return_logits: bool = False
+    attention_iteration: str = "first"
+    truncate: str = "none"
     dtype: Dtype = jnp.float32
-    kernel_init: str = "lecun_normal"  # See `ocjax.models.initializers`.
+    kernel_init: str = "lecun_normal"  # A scheme of `ocjax.models.initializers`.
 
     @nn.compact
     def __call__(self, slots: jax.Array, inputs: jax.Array) -> tuple[jax.Array, ...]:
         """Updates slots `[b, k, d]` from inputs `[b, n, c]`; returns slots and attention `[b, k, n]`.
 
-        The attention returned is that of the first iteration, the one used by the
-        object-discovery evaluations; the last iteration's is sown as `intermediates/attention`.
-        With `return_logits`, the last iteration's logits `[b, k, n]` (before the softmax over
-        slots; SPOT distils the teacher's masks into them) come third.
+        The attention returned is that of the `attention_iteration`; the last iteration's is
+        also sown as `intermediates/attention`. With `return_logits`, the last iteration's
+        logits `[b, k, n]` (before the softmax over slots; SPOT distils the teacher's masks
+        into them) come third.
         """
+        if self.attention_iteration not in ATTENTION_ITERATIONS:
+            raise ValueError(
+                f"Unknown attention_iteration {self.attention_iteration!r}; use one of "
+                f"{ATTENTION_ITERATIONS}."
+            )
+        if self.truncate not in TRUNCATIONS:
+            raise ValueError(f"Unknown truncate {self.truncate!r}; use one of {TRUNCATIONS}.")
         slot_dim = slots.shape[-1]
         projection = functools.partial(
             nn.Dense,
@@ -71,14 +96,16 @@ class SlotAttention(nn.Module):
 
         norm_slots = nn.LayerNorm(name="norm_slots", dtype=self.dtype)
         to_query = projection(name="query")
-        gru = nn.GRUCell(
-            features=slot_dim, dtype=self.dtype, name="gru", **gru_inits(self.kernel_init)
-        )
+        gru = GRUCell(features=slot_dim, dtype=self.dtype, name="gru", **gru_inits(self.kernel_init))
         norm_mlp = nn.LayerNorm(name="norm_mlp", dtype=self.dtype)
         mlp = SlotMLP(self.mlp_hidden_dim, slot_dim, self.dtype, self.kernel_init, name="mlp")
 
-        first_attention = None
-        for _ in range(self.num_iterations):
+        initial, first_attention = slots, None
+        for i in range(self.num_iterations):
+            if i == self.num_iterations - 1 and self.truncate != "none":
+                slots = jax.lax.stop_gradient(slots)
+                if self.truncate == "bi-level":
+                    slots = slots + initial - jax.lax.stop_gradient(initial)
             queries = to_query(norm_slots(slots)) * slot_dim**-0.5
             logits = jnp.einsum("bkd,bnd->bkn", queries, keys).astype(jnp.float32)
             attention = jax.nn.softmax(logits, axis=1)
@@ -90,6 +117,7 @@ class SlotAttention(nn.Module):
             slots, _ = gru(slots, updates)
             slots = slots + mlp(norm_mlp(slots))
         self.sow("intermediates", "attention", attention)
+        returned = first_attention if self.attention_iteration == "first" else attention
         if self.return_logits:
-            return slots, first_attention, logits
-        return slots, first_attention
+            return slots, returned, logits
+        return slots, returned

@@ -18,7 +18,8 @@ Dtype = Any
 
 @flax.struct.dataclass
 class ViTOutput:
-    """Backbone outputs: patch `tokens [b, gh * gw, dim]`, `cls [b, dim]` or None, `grid (gh, gw)`.
+    """Backbone outputs: patch `tokens [b, gh * gw, dim]`, `cls [b, dim]` or None, `grid (gh, gw)`,
+    and where asked for, the whole sequence after an inner block, `hidden [b, extra + gh * gw, dim]`.
 
     Tokens are in row-major patch order, so `tokens.reshape(b, gh, gw, dim)` is the feature
     map. `grid` is static (not a pytree leaf), so it stays a pair of ints under `jax.jit`.
@@ -27,6 +28,7 @@ class ViTOutput:
     tokens: jax.Array
     cls: jax.Array | None
     grid: tuple[int, int] = flax.struct.field(pytree_node=False)
+    hidden: jax.Array | None = None
 
 
 class TransformerBlock(nn.Module):
