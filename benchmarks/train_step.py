@@ -14,9 +14,15 @@ read as in training, augmentations on the host) instead of one random batch; the
 difference is the time steps wait on input. A profile of `--profile_steps` steps gives
 the 10 HLO ops that take the most time.
 
+DINOSAUR / SPOT train on their frozen backbone's cached outputs where the config says so
+(`data.cache_features`); `--cached_features` overrides it (`on`, `off`), or with `both`
+times the step that recomputes the backbone and the step on cached outputs in one run,
+one JSON line each and a last line with both and the speed-up.
+
     python benchmarks/train_step.py --config configs/shapes_rotating.py --batch 64
     python benchmarks/train_step.py --config configs/clevr_sa_ae.py:cpu --input pipeline
     python benchmarks/train_step.py --config configs/clevr_slots.py --peak_tflops 790
+    python benchmarks/train_step.py --config configs/coco_dinosaur.py:cpu --cached_features both
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ocjax import parallel  # noqa: E402
 from ocjax.data import augment  # noqa: E402
 from ocjax.models import build_model  # noqa: E402
+from ocjax.models.dinosaur import frozen_subtrees  # noqa: E402
 from ocjax.profiling import hlo_names, matmul_peak, op_kinds, top_ops  # noqa: E402
 from ocjax.training import optim  # noqa: E402
+from ocjax.training.cached_features import backbone_outputs  # noqa: E402
 from ocjax.training.objectives import build_objective  # noqa: E402
 from ocjax.training.state import create_state  # noqa: E402
 from ocjax.training.steps import train_step  # noqa: E402
@@ -58,6 +66,13 @@ flags.DEFINE_integer("profile_steps", 3, "Steps profiled for the top ops (0: no 
 flags.DEFINE_integer("top", 10, "HLO ops listed from the profile.")
 flags.DEFINE_integer("peak_size", None, "Side of the peak matmul (default 2048 CPU, 8192 else).")
 flags.DEFINE_float("peak_tflops", None, "Datasheet dense TFLOP/s of a named accelerator.")
+flags.DEFINE_enum(
+    "cached_features",
+    "config",
+    ["config", "on", "off", "both"],
+    "DINOSAUR / SPOT: step on the backbone's cached outputs (on), recomputing the backbone "
+    "(off), as data.cache_features says (config), or both timed side by side.",
+)
 
 
 def random_batch(config, batch_size: int) -> dict[str, np.ndarray]:
@@ -80,6 +95,17 @@ def random_batch(config, batch_size: int) -> dict[str, np.ndarray]:
         drawn = [views({"image": image}, rng) for image in batch["image"]]
         for key in drawn[0].keys() - {"image"}:
             batch[key] = np.stack([d[key] for d in drawn])
+    if config.data.get("cache_features"):  # The frozen backbone's outputs, as cached.
+        model = build_model(**config.model)
+        rngs = {"params": jax.random.key(0), "slots": jax.random.key(1)}
+        variables = jax.eval_shape(lambda x: model.init(rngs, x, train=False), batch["image"])
+        shapes = jax.eval_shape(
+            functools.partial(backbone_outputs, model),
+            variables["params"].get("backbone", {}),
+            batch["image"],
+        )
+        for key, shape in shapes.items():
+            batch[key] = rng.standard_normal(shape.shape).astype(np.float32)
     return batch
 
 
@@ -95,7 +121,7 @@ def build_step(config, batch_size: int, mesh) -> tuple[Callable, Any]:
     schedule = optim.learning_rate_schedule(
         total_steps=10_000, **optim.in_steps(config.optimizer.schedule, 1_000)
     )
-    tx = optim.from_config(config.optimizer, schedule)
+    tx = optim.from_config(config.optimizer, schedule, frozen=frozen_subtrees(model))
     rngs = {"params": jax.random.key(0), "slots": jax.random.key(1)}
     replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     init = jax.jit(
@@ -132,15 +158,8 @@ def batches(config, batch_size: int, mesh) -> Iterator[Any]:
         yield parallel.to_global(batch, mesh)
 
 
-def main(argv: list[str]) -> None:
-    """Prints the top ops, then one JSON line with speed, work, peak and memory."""
-    del argv
-    config = FLAGS.config
-    if FLAGS.batch is not None:
-        with config.unlocked():
-            config.training.batch_size = FLAGS.batch
-    batch_size = config.training.batch_size
-    mesh = parallel.make_mesh(config.mesh.num_devices)
+def measure(config, batch_size: int, mesh) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Compiles and times the step of `config`: ms, FLOPs and the ops profiled (all of them)."""
     step, state = build_step(config, batch_size, mesh)
     data = batches(config, batch_size, mesh)
     first = next(data)
@@ -169,21 +188,21 @@ def main(argv: list[str]) -> None:
     ops_all = []
     if FLAGS.profile_steps:
         ops_all = top_ops(run, FLAGS.profile_steps, None, hlo_names(compiled.as_text()))
-    ops = ops_all[: FLAGS.top]
+    return {"seconds": seconds, "flops": flops}, ops_all
 
-    backend = jax.default_backend()
-    size = FLAGS.peak_size or (2048 if backend == "cpu" else 8192)
-    devices = mesh.devices.size
-    peaks = {
-        "float32": matmul_peak(jnp.float32, size) * devices,
-        "bfloat16": matmul_peak(jnp.bfloat16, size) * devices,
-    }
+
+def report(
+    config, batch_size: int, timing: dict[str, Any], ops_all: list[dict[str, Any]], mesh, peaks
+) -> dict[str, Any]:
+    """Prints the top ops and returns the JSON result of one timed step."""
+    seconds, flops = timing["seconds"], timing["flops"]
+    ops = ops_all[: FLAGS.top]
     dtype = config.model.get("dtype", "float32")
     achieved = flops / seconds / 1e9
     result = {
         "config": config_flags.get_config_filename(FLAGS["config"]),
         "device": jax.devices()[0].device_kind,
-        "num_devices": devices,
+        "num_devices": mesh.devices.size,
         "dtype": dtype,
         "input": FLAGS.input,
         "batch": batch_size,
@@ -197,10 +216,12 @@ def main(argv: list[str]) -> None:
         "fraction_of_peak": achieved / peaks["bfloat16" if dtype == "bfloat16" else "float32"],
         "load_average": os.getloadavg()[0],
     }
+    if config.data.get("cache_features") is not None:
+        result["cached_features"] = bool(config.data.cache_features)
     if FLAGS.peak_tflops:
         result["fraction_of_named_peak"] = achieved / (FLAGS.peak_tflops * 1e3)
     stats = jax.devices()[0].memory_stats() or {}
-    if "peak_bytes_in_use" in stats:
+    if "peak_bytes_in_use" in stats:  # Of the process: every variant timed so far.
         result["peak_gib"] = stats["peak_bytes_in_use"] / 2**30
     if ops:
         print(f"top {len(ops)} HLO ops by time ({FLAGS.profile_steps} profiled steps):")
@@ -213,8 +234,58 @@ def main(argv: list[str]) -> None:
         print("time by kind of op:", ", ".join(f"{k} {100 * v:.1f} %" for k, v in kinds[:6]))
         result["top_ops"] = [op["op"] for op in ops]
         result["top_ops_share"] = sum(op["share"] for op in ops)
-    sys.stdout.flush()
-    print(json.dumps(result))
+    return result
+
+
+def main(argv: list[str]) -> None:
+    """Prints the top ops, then one JSON line with speed, work, peak and memory (per
+    variant with `--cached_features both`, then one line comparing them)."""
+    del argv
+    config = FLAGS.config
+    if FLAGS.batch is not None:
+        with config.unlocked():
+            config.training.batch_size = FLAGS.batch
+    batch_size = config.training.batch_size
+    mesh = parallel.make_mesh(config.mesh.num_devices)
+    variants = {"config": [None], "on": [True], "off": [False], "both": [False, True]}
+    measured = []
+    for cached in variants[FLAGS.cached_features]:
+        if cached is not None:
+            with config.unlocked():
+                config.data.cache_features = cached
+        measured.append((cached, *measure(config, batch_size, mesh)))
+
+    backend = jax.default_backend()
+    size = FLAGS.peak_size or (2048 if backend == "cpu" else 8192)
+    devices = mesh.devices.size
+    peaks = {
+        "float32": matmul_peak(jnp.float32, size) * devices,
+        "bfloat16": matmul_peak(jnp.bfloat16, size) * devices,
+    }
+    results = []
+    for cached, timing, ops_all in measured:
+        if cached is not None:
+            with config.unlocked():
+                config.data.cache_features = cached
+        result = report(config, batch_size, timing, ops_all, mesh, peaks)
+        sys.stdout.flush()
+        print(json.dumps(result))
+        results.append(result)
+    if len(results) == 2:
+        recompute, cached = results
+        print(
+            json.dumps(
+                {
+                    "config": recompute["config"],
+                    "ms_per_step_recomputed": recompute["ms_per_step"],
+                    "ms_per_step_cached": cached["ms_per_step"],
+                    "speedup": recompute["ms_per_step"] / cached["ms_per_step"],
+                    "gflop_per_step_recomputed": recompute["gflop_per_step"],
+                    "gflop_per_step_cached": cached["gflop_per_step"],
+                    "load_average": os.getloadavg()[0],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,17 @@ class ScenePreprocess:
     `visible`, `present` bool and `position` float32 `[max_objects, 3]`; `valid` = True.
     With `views`, `image` stays uint8 and each view's parameters (crop box, jitter order
     and strengths, flip flag) are added: the train step renders the views on device
-    (`TwoViewAugment.render`).
+    (`TwoViewAugment.render`). With `random_flip`, an example is mirrored left-right with
+    probability 1/2 (one draw from `rng`): `image`, `segmentation`, `pixel_valid` and
+    `foreground` together (object attributes, `position` included, stay as they are).
+    An example read with a feature cache (`ocjax.data.feature_cache.CachedSource`) hands on
+    its cached arrays (`features [n, f]`, ...), those of the mirrored image where flipped.
     """
 
     max_objects: int
     normalization: str = "signed"
     views: augment.TwoViewAugment | None = None
+    random_flip: bool = False
 
     def __post_init__(self):
         if self.normalization not in NORMALIZATIONS:
@@ -45,11 +50,16 @@ class ScenePreprocess:
                 f"Unknown image normalization {self.normalization!r}; "
                 "use 'signed' ([-1, 1]), 'imagenet' or 'unit' ([0, 1])."
             )
+        if self.random_flip and self.views is not None:
+            raise ValueError(
+                "data.random_flip mirrors the image itself, but with data.views each view "
+                "draws its own flip (data.views.flip); set data.random_flip=False."
+            )
 
     @property
     def is_random(self) -> bool:
         """Whether the preprocessing draws random numbers (and so needs grain's `random_map`)."""
-        return self.views is not None
+        return self.views is not None or self.random_flip
 
     def __call__(self, example: Mapping[str, Any], rng: np.random.Generator | None = None) -> Batch:
         """Preprocesses one decoded example; `rng` is required when `is_random`."""
@@ -76,7 +86,7 @@ class ScenePreprocess:
         out["pixel_valid"] = np.ones(out["segmentation"].shape, bool)
         if self.views is None and "pixel_valid" in example:
             out["pixel_valid"] = np.asarray(example["pixel_valid"], bool)
-        elif self.views is None and "ignore" in example:  # COCO: overlaps, dropped instances.
+        elif self.views is None and "ignore" in example:  # COCO/VOC: overlaps, void, no masks.
             out["pixel_valid"] = np.asarray(example["ignore"])[..., 0] == 0
         if "foreground" in example:  # Part datasets: the object mask of the whole image.
             out["foreground"] = np.asarray(example["foreground"])[..., 0] > 0
@@ -86,7 +96,18 @@ class ScenePreprocess:
             out[key] = _pad(np.asarray(objects[key], np.int32), self.max_objects, -1)
         out["visible"] = _pad(np.asarray(objects["visible"], bool), self.max_objects, False)
         out["position"] = _pad(np.asarray(objects["position"], np.float32), self.max_objects, 0.0)
+        flip = bool(self.random_flip and rng.random() < 0.5)
+        if flip:
+            for key in PER_PIXEL & out.keys():
+                out[key] = np.ascontiguousarray(out[key][:, ::-1])
+        if "cached" in example:
+            cached = example["cached_flipped" if flip else "cached"]
+            out.update({key: np.asarray(value) for key, value in cached.items()})
         return out
+
+
+PER_PIXEL = frozenset({"image", "segmentation", "pixel_valid", "foreground"})
+"""The outputs of `ScenePreprocess` laid out on the image, mirrored with it."""
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
@@ -142,10 +163,10 @@ def _read_only(tree: Any) -> Any:
 
 
 def _nbytes(tree: Any) -> int:
-    """Bytes of the numpy arrays in a nested dict."""
+    """Bytes of the numpy arrays in a nested dict (memory maps stay on disk: none)."""
     if isinstance(tree, Mapping):
         return sum(_nbytes(value) for value in tree.values())
-    return tree.nbytes if isinstance(tree, np.ndarray) else 0
+    return tree.nbytes if isinstance(tree, np.ndarray) and not isinstance(tree, np.memmap) else 0
 
 
 def memory_cached(source: Any, budget_bytes: int = MEMORY_CACHE_BYTES) -> Any:

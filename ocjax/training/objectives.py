@@ -130,14 +130,24 @@ def _feature_loss(
     return mse + distillation_weight * distill, {"feature_mse": mse, "distillation": distill}
 
 
+def _feature_inputs(batch: Batch) -> jax.Array | dict[str, jax.Array]:
+    """The backbone's cached outputs (`features`, and `hidden` when fine-tuning) where the
+    batch carries them (`data.cache_features`), else the images."""
+    cached = {k: batch[k] for k in ("features", "hidden") if k in batch}
+    return cached or batch["image"]
+
+
 def feature_reconstruction(distillation_weight: float = 0.0) -> Objective:
     """DINOSAUR / SPOT: reconstruct frozen ViT features (SPOT's student also distils its
-    teacher's masks into its Slot Attention); masks from the decoder and from the first
-    Slot Attention iteration, both upsampled bilinearly from the patch grid."""
+    teacher's masks into its Slot Attention); masks from the decoder and from Slot
+    Attention (the iteration the model's `attention_iteration` names; the releases' last),
+    both upsampled bilinearly from the patch grid. The model reads the backbone's cached
+    outputs where the batches carry them (`data.cache_features`)."""
     if distillation_weight < 0:
         raise ValueError(f"objective.distillation_weight must be >= 0, got {distillation_weight}.")
     return Objective(
-        train_inputs=lambda batch: batch["image"],
+        train_inputs=_feature_inputs,
+        eval_inputs=_feature_inputs,
         loss=functools.partial(_feature_loss, distillation_weight=distillation_weight),
         masks=lambda out, size: {
             "decoder": patch_masks(out["masks"], size),

@@ -66,12 +66,23 @@ def mesh(num_devices: int = -1) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(num_devices=num_devices))
 
 
-def data(name: str, resolution: int, max_objects: int, **fields: Any) -> ml_collections.ConfigDict:
+def data(
+    name: str,
+    resolution: int,
+    max_objects: int,
+    *,
+    random_flip: bool = False,
+    cache_features: bool = False,
+    **fields: Any,
+) -> ml_collections.ConfigDict:
     """The `data` section: dataset `name` at `resolution`, objects padded to `max_objects`.
 
     It carries `data.<dataset>.<option>` for every registered dataset (their readers'
     defaults) so that switching `data.name` on the command line needs no new keys; `fields`
-    adds values such as `channels` or `normalization`.
+    adds values such as `channels` or `normalization`. `random_flip` mirrors each training
+    example left-right with probability 1/2 (image and per-pixel labels; evaluation never
+    flips); `cache_features` (DINOSAUR / SPOT) computes the frozen backbone's outputs once
+    per image and trains on them (`ocjax.data.feature_cache`).
     """
     section = ml_collections.ConfigDict(
         dict(
@@ -79,6 +90,8 @@ def data(name: str, resolution: int, max_objects: int, **fields: Any) -> ml_coll
             data_dir=config_dict.placeholder(str),
             resolution=resolution,
             max_objects=max_objects,
+            random_flip=random_flip,
+            cache_features=cache_features,
             **fields,
         )
     )

@@ -16,7 +16,7 @@ from ocjax.data import augment, load_sources, pipeline
 from ocjax.metrics import otsu, parts, vqa
 from ocjax.models import backbones, build_model, input_check, readout
 from ocjax.models.dinosaur import frozen_subtrees, teacher_params
-from ocjax.training import checkpoint, console, optim
+from ocjax.training import cached_features, checkpoint, console, optim
 from ocjax.training.objectives import build_objective
 from ocjax.training.preemption import Interrupted, StopRequest
 from ocjax.training.state import TrainState, create_state
@@ -64,6 +64,15 @@ class Experiment:
             ),
         )
         _check_channels(self.sources["train"], dummy.shape[-1], config.data.name)
+        if config.data.get("cache_features"):  # DINOSAUR / SPOT train on stored features.
+            self.sources = cached_features.cached_sources(
+                config,
+                self.model,
+                jax.jit(self._init_variables)(dummy, self.pretrained)["params"],
+                self.sources,
+                normalization,
+                self.eval_batch_size,
+            )
         self.steps_per_epoch = len(self.sources["train"]) // config.training.batch_size
         self.num_steps = optim.total_steps(
             config.training.get("num_steps"),
@@ -80,7 +89,12 @@ class Experiment:
         self.state_shape = jax.eval_shape(self._init, dummy, self.pretrained)
         self.train_data = pipeline.training_batches(
             self.sources["train"],
-            pipeline.ScenePreprocess(config.data.max_objects, normalization, views),
+            pipeline.ScenePreprocess(
+                config.data.max_objects,
+                normalization,
+                views,
+                random_flip=config.data.get("random_flip", False),
+            ),
             batch_size=self.batch_size,
             seed=config.seed,
             process_index=jax.process_index(),
@@ -173,12 +187,15 @@ class Experiment:
 
 def pretrained_subtrees(model: Any, image_size: tuple[int, int]) -> dict[str, Any] | None:
     """Weights the model starts from, by top-level parameter name: a pretrained backbone's
-    (unless it is a randomly initialised `dino_vit`) and a SPOT teacher's head."""
+    (unless it is a randomly initialised `dino_vit`) and the fine-tuned copy of its last
+    blocks, and a SPOT teacher's head."""
     loaded = {}
     if frozen_subtrees(model):
         backbone = backbones.pretrained_params(model.backbone, image_size)
         if backbone is not None:
             loaded["backbone"] = backbone
+            if dict(model.backbone).get("finetune_from_block") is not None:
+                loaded["finetuned"] = backbones.finetuned_params(backbone, model.backbone)
     if getattr(model, "teacher", None) is not None:
         loaded["teacher"] = teacher_params(model.teacher)
     return loaded or None
@@ -186,6 +203,7 @@ def pretrained_subtrees(model: Any, image_size: tuple[int, int]) -> dict[str, An
 
 PRETRAINED = {
     "backbone": ("The pretrained backbone", ""),
+    "finetuned": ("The fine-tuned copy of the backbone's last blocks", ""),
     "teacher": (
         "The SPOT teacher's head (model.teacher.workdir)",
         (

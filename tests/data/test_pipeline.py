@@ -216,3 +216,56 @@ def test_two_views_of_a_part_dataset_keep_the_whole_foreground():
     out = preprocess(example, np.random.default_rng(1))
     np.testing.assert_array_equal(out["foreground"], foreground[..., 0])
     assert out["view_a_box"].shape == out["view_b_box"].shape == (4,)
+
+
+def test_random_flip_mirrors_image_and_labels_exactly_when_drawn():
+    rng = np.random.default_rng(0)
+    example = {
+        "image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
+        "segmentation": rng.integers(0, 3, (8, 8, 1), dtype=np.uint8),
+        "ignore": (rng.random((8, 8, 1)) < 0.3).astype(np.uint8),
+        "foreground": (rng.random((8, 8, 1)) < 0.5).astype(np.uint8),
+        "objects": {key: np.zeros(2, np.int32) for key in ("shape", "color", "material", "size")}
+        | {"visible": np.ones(2, bool), "position": np.arange(6, dtype=np.float32).reshape(2, 3)},
+        "cached": {"features": np.full((4, 2), 1.0, np.float32)},
+        "cached_flipped": {"features": np.full((4, 2), 2.0, np.float32)},
+    }
+    plain = pipeline.ScenePreprocess(4)(example)
+    flipping = pipeline.ScenePreprocess(4, random_flip=True)
+    assert flipping.is_random and not pipeline.ScenePreprocess(4).is_random
+    draws = [np.random.default_rng(seed).random() < 0.5 for seed in range(20)]
+    assert 0 < sum(draws) < 20
+    for seed, drawn in enumerate(draws):
+        out = flipping(example, np.random.default_rng(seed))
+        for key in ("image", "segmentation", "pixel_valid", "foreground"):
+            expected = plain[key][:, ::-1] if drawn else plain[key]
+            np.testing.assert_array_equal(out[key], expected, err_msg=key)
+        np.testing.assert_array_equal(out["features"], 2.0 if drawn else 1.0)
+        for key in ("position", "present", "shape"):  # Object attributes stay.
+            np.testing.assert_array_equal(out[key], plain[key])
+    with pytest.raises(ValueError, match="data.random_flip"):
+        pipeline.ScenePreprocess(4, views=augment.TwoViewAugment(size=8), random_flip=True)
+
+
+def test_random_flip_in_batches_is_deterministic_and_redrawn_every_epoch(sources):
+    preprocess = pipeline.ScenePreprocess(4, random_flip=True)
+    a, b = (
+        pipeline.training_batches(sources["train"], preprocess, batch_size=8, seed=5)
+        for _ in range(2)
+    )
+    plain = pipeline.training_batches(
+        sources["train"], pipeline.ScenePreprocess(4), batch_size=8, seed=5
+    )
+    flips = [{}, {}]  # Per epoch: scene -> mirrored.
+    for step in range(12):  # Two epochs of 6 batches.
+        for key in a[step]:
+            np.testing.assert_array_equal(a[step][key], b[step][key], err_msg=key)
+        for i in range(8):
+            scene, labels = plain[step]["image"][i], plain[step]["segmentation"][i]
+            mirrored = np.array_equal(a[step]["image"][i], scene[:, ::-1])
+            assert mirrored != np.array_equal(a[step]["image"][i], scene)  # Not symmetric.
+            expected = labels[:, ::-1] if mirrored else labels
+            np.testing.assert_array_equal(a[step]["segmentation"][i], expected)
+            flips[step // 6][scene.tobytes()] = mirrored
+    assert all(12 < sum(epoch.values()) < 36 for epoch in flips)
+    assert flips[0].keys() == flips[1].keys() and flips[0] != flips[1]  # Drawn again.
