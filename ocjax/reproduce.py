@@ -81,6 +81,9 @@ class Protocol:
     orderings: tuple[Ordering, ...] = ()
     # (eval.json key, a baseline's key in the same eval.json, label): the mean must be higher.
     beats: tuple[tuple[str, str, str], ...] = ()
+    # Protocols whose run this one reads seed by seed (a SPOT student its own seed's
+    # teacher): their `seed0` workdir in the config becomes `seed<i>` for seed i.
+    paired: tuple[str, ...] = ()
 
     def describe_target(self) -> str:
         """The target column: `≥ t` and/or the orderings, e.g. `Otsu-IoU > flagship_x`."""
@@ -175,7 +178,7 @@ PROTOCOLS: dict[str, Protocol] = {
         config="configs/coco_dinosaur.py:cpu",
         metric="decoder/fg_ari",
         metric_label="FG-ARI",
-        paper="COCO mBO_i 32.3, mBO_c 38.8, FG-ARI 34.1 (as reported by SPOT)",
+        paper="COCO mBO_i 27.7, mBO_c 30.9 (SPOT's DINOSAUR-MLP row; it gives no FG-ARI)",
         target=None,  # Reported next to the flagship's attention masks on the same data.
         picture="slots_decoder",
         extra_metrics=(("decoder/mbo", "mBO"), ("attention/fg_ari", "attention FG-ARI")),
@@ -204,6 +207,42 @@ PROTOCOLS: dict[str, Protocol] = {
         picture="slots_decoder",
         extra_metrics=(("decoder/fg_ari", "FG-ARI"),),
         orderings=(Ordering("decoder/mbo", "mBO", ">", "spot_teacher_clevr"),),
+    ),
+    # DINOSAUR and SPOT side by side with the official releases (their curves as CSV in
+    # docs/reproductions/): the same embedded data and protocol, raw-patch features.
+    "dinosaur_patches": Protocol(
+        system="DINOSAUR (raw 4×4 patches, MLP decoder), beside the official code",
+        data="embedded CLEVR-like 64×64, 3–6 objects, 7 slots",
+        config="configs/coco_dinosaur.py:cpu+patches",
+        metric="decoder/fg_ari",
+        metric_label="FG-ARI",
+        paper="the official release's curve on the same features (3 seeds)",
+        target=None,
+        picture="slots_decoder",
+        extra_metrics=(("decoder/mbo", "mBO"), ("attention/fg_ari", "attention FG-ARI")),
+    ),
+    "spot_teacher_patches": Protocol(
+        system="SPOT teacher (raw 4×4 patches), beside the official code",
+        data="embedded CLEVR-like 64×64, 3–6 objects, 7 slots",
+        config="configs/coco_spot.py:teacher+cpu+patches",
+        metric="decoder/mbo",
+        metric_label="mBO",
+        paper="the official release's curve on the same features (3 seeds)",
+        target=None,
+        picture="slots_decoder",
+        extra_metrics=(("decoder/fg_ari", "FG-ARI"), ("attention/fg_ari", "attention FG-ARI")),
+    ),
+    "spot_student_patches": Protocol(
+        system="SPOT student (raw 4×4 patches), beside the official code",
+        data="embedded CLEVR-like 64×64, 3–6 objects, 7 slots",
+        config="configs/coco_spot.py:student+cpu+patches",
+        metric="decoder/mbo",
+        metric_label="mBO",
+        paper="the official release's curve on the same features (3 seeds)",
+        target=None,
+        picture="slots_decoder",
+        extra_metrics=(("decoder/fg_ari", "FG-ARI"), ("attention/fg_ari", "attention FG-ARI")),
+        paired=("spot_teacher_patches",),
     ),
     # Part discovery on the embedded figures, phi the flagship's frozen ViT.
     "parts_figures": Protocol(
@@ -367,11 +406,14 @@ def train_seeds_in_parallel(name: str, seeds: int, jobs: int, workroot: str) -> 
     Each seed is a `--only_seed` process pinned to its own share of the CPUs, its output in
     `<workroot>/<name>/seed<k>.log`; finished seeds are skipped.
     """
-    base = load_protocol_config(PROTOCOLS[name])
+    protocol = PROTOCOLS[name]
+    base = load_protocol_config(protocol)
     todo = [
         seed
         for seed in range(seeds)
-        if finished_seed(seed_config(base, seed, workroot), seed_workdir(workroot, name, seed))
+        if finished_seed(
+            seed_config(base, seed, workroot, protocol.paired), seed_workdir(workroot, name, seed)
+        )
         is None
     ]
     command = [sys.executable, "-m", "ocjax.reproduce", name, "--workroot", workroot]
@@ -392,17 +434,24 @@ DEFAULT_WORKROOT = "runs/reproduce"
 
 
 def seed_config(
-    base: ml_collections.ConfigDict, seed: int, workroot: str = DEFAULT_WORKROOT
+    base: ml_collections.ConfigDict,
+    seed: int,
+    workroot: str = DEFAULT_WORKROOT,
+    paired: tuple[str, ...] = (),
 ) -> ml_collections.ConfigDict:
     """`base` with its seed offset by the seed index, and the workdirs of other protocols it
-    reads (`runs/reproduce/<protocol>/seed0` in the configs) moved under `workroot`."""
+    reads (`runs/reproduce/<protocol>/seed0` in the configs) moved under `workroot`; those
+    of the `paired` protocols are the same seed's (`seed<seed>`)."""
     tree = base.to_dict()
 
     def relocate(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: relocate(v) for k, v in node.items()}
         if isinstance(node, str) and node.startswith(DEFAULT_WORKROOT + "/"):
-            return os.path.join(workroot, node[len(DEFAULT_WORKROOT) + 1 :])
+            protocol, rest = node[len(DEFAULT_WORKROOT) + 1 :].split("/", 1)
+            if protocol in paired and rest == "seed0":
+                rest = f"seed{seed}"
+            return os.path.join(workroot, protocol, rest)
         return node
 
     config = ml_collections.ConfigDict(relocate(tree))
@@ -420,9 +469,12 @@ def train_one_seed(
 ) -> dict[str, Any]:
     """Trains and evaluates seed index `seed` of protocol `name` only (no row); returns its
     eval.json. A later `reproduce` with enough seeds reuses it."""
-    base = config if config is not None else load_protocol_config(protocol or PROTOCOLS[name])
+    protocol = protocol or PROTOCOLS[name]
+    base = config if config is not None else load_protocol_config(protocol)
     result, _ = run_seed(
-        seed_config(base, seed, workroot), seed_workdir(workroot, name, seed), commit()
+        seed_config(base, seed, workroot, protocol.paired),
+        seed_workdir(workroot, name, seed),
+        commit(),
     )
     return result
 
@@ -434,7 +486,8 @@ def finished_results(workroot: str, name: str, seeds: int) -> list[dict[str, Any
     results = []
     for seed in range(seeds):
         result = finished_seed(
-            seed_config(base, seed, workroot), seed_workdir(workroot, name, seed)
+            seed_config(base, seed, workroot, PROTOCOLS[name].paired),
+            seed_workdir(workroot, name, seed),
         )
         if result is None:
             return None
@@ -653,7 +706,9 @@ def reproduce(
     results, seconds, histories, commits, loads = [], [], [], [], []
     for seed in range(seeds):
         workdir = seed_workdir(workroot, name, seed)
-        result, record = run_seed(seed_config(base, seed, workroot), workdir, code_version)
+        result, record = run_seed(
+            seed_config(base, seed, workroot, protocol.paired), workdir, code_version
+        )
         if protocol.metric not in result:
             raise KeyError(
                 f"eval.json of {workdir} has no {protocol.metric!r}; it has {sorted(result)}."

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import coco_dinosaur
 from ocjax import reproduce
 from ocjax.models import build_model
 from ocjax.training import trainer
@@ -176,8 +177,10 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
         backbone.workdir = str(tmp_path)
         assert flagship.data.resolution == config.data.resolution
     if config.model.get("teacher") is not None:  # SPOT's teacher run, as saved.
-        teacher = reproduce.load_protocol_config(reproduce.PROTOCOLS["spot_teacher_clevr"])
-        teacher.model.backbone.workdir = str(tmp_path)
+        stage1 = (protocol.paired or ("spot_teacher_clevr",))[0]
+        teacher = reproduce.load_protocol_config(reproduce.PROTOCOLS[stage1])
+        if teacher.model.backbone.kind == "ocjax_vit":
+            teacher.model.backbone.workdir = str(tmp_path)
         (tmp_path / "teacher").mkdir()
         (tmp_path / "teacher" / "config.json").write_text(teacher.to_json_best_effort())
         config.model.teacher.workdir = str(tmp_path / "teacher")
@@ -280,9 +283,35 @@ def test_seed_config_moves_other_protocols_workdirs_under_the_workroot():
     assert before and [v.replace("runs/reproduce", "/elsewhere/root", 1) for v in before] == after
 
 
+def test_a_student_seed_reads_its_own_seeds_teacher():
+    protocol = reproduce.PROTOCOLS["spot_student_patches"]
+    base = reproduce.load_protocol_config(protocol)
+    for seed in range(3):
+        config = reproduce.seed_config(base, seed, "/root", protocol.paired)
+        assert config.model.teacher.workdir == f"/root/spot_teacher_patches/seed{seed}"
+    # Unpaired protocols keep reading seed 0 (the flagship's ViT is one shared backbone).
+    config = reproduce.seed_config(base, 2, "/root")
+    assert config.model.teacher.workdir == "/root/spot_teacher_patches/seed0"
+
+
 def _strings(tree):
     for value in tree.values():
         if isinstance(value, dict):
             yield from _strings(value)
         elif isinstance(value, str):
             yield value
+
+
+def test_dinosaur_row_quotes_the_mlp_decoders_figures():
+    # SPOT's Table 1 has two DINOSAUR rows: the transformer decoder (COCO mBO_i 32.3, mBO_c
+    # 38.8) and DINOSAUR-MLP (27.7, 30.9); `dinosaur_clevr` trains the MLP decoder.
+    protocol = reproduce.PROTOCOLS["dinosaur_clevr"]
+    path, preset = protocol.config.split(":")
+    assert path == "configs/coco_dinosaur.py"
+    assert coco_dinosaur.get_config(preset).model.decoder == "mlp"
+    paper = protocol.paper
+    assert "mBO_i 27.7, mBO_c 30.9" in paper and "32.3" not in paper and "34.1" not in paper
+    docs = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "reproductions.md")
+    with open(docs, encoding="utf-8") as file:
+        rows = [line for line in file if line.startswith("| `dinosaur_clevr`")]
+    assert rows and all("27.7" in row and "32.3" not in row for row in rows)
