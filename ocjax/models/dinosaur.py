@@ -433,6 +433,7 @@ class SlotHead(nn.Module):
             return_logits=True,
             attention_iteration=self.attention_iteration,
             truncate=self.truncate,
+            norm_epsilon=TORCH_LAYER_NORM_EPS,  # Both releases' LayerNorms are PyTorch's.
             kernel_init=self.kernel_init,
             dtype=self.dtype,
             name="slot_attention",

@@ -63,6 +63,7 @@ class SlotAttention(nn.Module):
     return_logits: bool = False
     attention_iteration: str = "first"
     truncate: str = "none"
+    norm_epsilon: float = 1e-6  # Flax's LayerNorm default; PyTorch's (the releases') is 1e-5.
     dtype: Dtype = jnp.float32
     kernel_init: str = "lecun_normal"  # A scheme of `ocjax.models.initializers`.
 
@@ -90,14 +91,14 @@ class SlotAttention(nn.Module):
             dtype=self.dtype,
             kernel_init=kernel_init(self.kernel_init),
         )
-        inputs = nn.LayerNorm(name="norm_inputs", dtype=self.dtype)(inputs)
+        inputs = nn.LayerNorm(self.norm_epsilon, name="norm_inputs", dtype=self.dtype)(inputs)
         keys = projection(name="key")(inputs)
         values = projection(name="value")(inputs)
 
-        norm_slots = nn.LayerNorm(name="norm_slots", dtype=self.dtype)
+        norm_slots = nn.LayerNorm(self.norm_epsilon, name="norm_slots", dtype=self.dtype)
         to_query = projection(name="query")
         gru = GRUCell(features=slot_dim, dtype=self.dtype, name="gru", **gru_inits(self.kernel_init))
-        norm_mlp = nn.LayerNorm(name="norm_mlp", dtype=self.dtype)
+        norm_mlp = nn.LayerNorm(self.norm_epsilon, name="norm_mlp", dtype=self.dtype)
         mlp = SlotMLP(self.mlp_hidden_dim, slot_dim, self.dtype, self.kernel_init, name="mlp")
 
         initial, first_attention = slots, None
