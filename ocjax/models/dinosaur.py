@@ -252,8 +252,9 @@ class TransformerFeatureDecoder(nn.Module):
     Kaiming-uniform on each MLP's first layer; LayerNorm epsilon 1e-5 (PyTorch's).
 
     `style="dinosaur"` is DINOSAUR's release instead (its `AutoregressivePatchDecoder`):
-    one BOS token N(0, 1/f), the same projections, `TorchDecoderLayer`s and no final
-    LayerNorm.
+    one BOS token N(0, 1/f), the same projections, `TorchDecoderLayer`s that all start from
+    the same draw (PyTorch's `nn.TransformerDecoder` copies one layer; params `layers`,
+    stacked over the layers) and no final LayerNorm.
     """
 
     num_layers: int = 4
@@ -308,16 +309,26 @@ class TransformerFeatureDecoder(nn.Module):
         causal = jnp.tril(jnp.ones((n, n), bool))
         gain = (3 * self.num_layers) ** -0.5
         cross = None
-        for i in range(self.num_layers):
-            if spot:
-                layer = TransformerDecoderLayer(
-                    self.num_heads, self.mlp_dim, gain, first=i == 0, dtype=self.dtype, name=f"layer_{i}"
-                )
-            else:
-                layer = TorchDecoderLayer(self.num_heads, self.mlp_dim, self.dtype, name=f"layer_{i}")
-            x, cross = layer(x, memory, causal)
         if spot:
+            for i in range(self.num_layers):
+                x, cross = TransformerDecoderLayer(
+                    self.num_heads, self.mlp_dim, gain, first=i == 0, dtype=self.dtype, name=f"layer_{i}"
+                )(x, memory, causal)
             x = _torch_norm(self.dtype, "norm_output")(x)
+        else:
+            # PyTorch's nn.TransformerDecoder deep-copies one layer: every layer starts from
+            # the same weights. The layers' params are stacked `[num_layers, ...]`, drawn once.
+            layers = nn.scan(
+                TorchDecoderLayer,
+                variable_axes={"params": 0},
+                split_rngs={"params": False},
+                in_axes=(nn.broadcast, nn.broadcast),
+                length=self.num_layers,
+            )
+            x, crosses = layers(self.num_heads, self.mlp_dim, self.dtype, name="layers")(
+                x, memory, causal
+            )
+            cross = crosses[-1]
         if self.dim != f:
             x = nn.Dense(f, kernel_init=xavier_uniform(), dtype=self.dtype, name="output")(x)
         out = x.astype(jnp.float32)

@@ -360,8 +360,8 @@ def _torch_attention(attention, grad=False):
 
 
 def _autoregressive_params(decoder, grad=False):
-    layers = {
-        f"layer_{i}": {
+    layers = [
+        {
             "norm_self": _norm(layer.norm1, grad),
             "self_attention": _torch_attention(layer.self_attn, grad),
             "norm_cross": _norm(layer.norm2, grad),
@@ -369,15 +369,16 @@ def _autoregressive_params(decoder, grad=False):
             "norm_mlp": _norm(layer.norm3, grad),
             "mlp": {"dense_1": _dense(layer.linear1, grad), "dense_2": _dense(layer.linear2, grad)},
         }
-        for i, layer in enumerate(decoder.layers)
-    }
+        for layer in decoder.layers
+    ]
     return {
         "bos": _leaf(decoder.bos, grad),
         "input": _dense(decoder.inp[0], grad),
         "norm_input": _norm(decoder.inp[1], grad),
         "slots": _dense(decoder.cond[0], grad),
         "norm_slots": _norm(decoder.cond[1], grad),
-        **layers,
+        # ocjax stacks the layers (they start from one draw, as PyTorch's copies).
+        "layers": jax.tree.map(lambda *leaves: np.stack(leaves), *layers),
     }
 
 
@@ -798,3 +799,7 @@ def test_initialisation_matches_release(case):
         if np.any(official != 0):  # The check has the power to see a sqrt(2) scale error.
             assert not _agree(flat_ours[path], np.sqrt(2.0) * official), name
     assert not mismatched, f"initial distributions differ from the release: {mismatched}"
+    if case == "dinosaur-transformer":  # PyTorch's decoder copies one layer: equal starts.
+        for stacked in (theirs["decoder"]["layers"], ours["decoder"]["layers"]):
+            for leaf in jax.tree.leaves(stacked):  # [draws, layers, ...]
+                np.testing.assert_array_equal(leaf[:, 0], leaf[:, -1])
