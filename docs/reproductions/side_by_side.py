@@ -83,7 +83,10 @@ def plot(system: str, ours: list, theirs: list, out: str) -> None:
     """One row of panels, one per curve, ocjax's seeds beside the official ones."""
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.3))
     for ax, (label, key, column) in zip(axes, CURVES):
-        for seeds, name, colour, k in ((ours, "ocjax", "C0", key), (theirs, "official", "C3", column)):
+        for seeds, name, colour, k in (
+            (ours, "ocjax", "C0", key),
+            (theirs, "official", "C3", column),
+        ):
             for i, seed in enumerate(seeds):
                 steps = sorted(seed.get(k, {}))
                 ax.plot(
@@ -127,8 +130,14 @@ def main() -> None:
         for label, key, column in CURVES:
             for step in args.steps:
                 a, b = at(ours, key, step), at(theirs, column, step)
-                inside = "–" if not (a and b) else (
-                    "yes" if min(b) <= np.mean(a) <= max(b) else f"no (Δ {np.mean(a) - np.mean(b):+.3f})"
+                inside = (
+                    "–"
+                    if not (a and b)
+                    else (
+                        "yes"
+                        if min(b) <= np.mean(a) <= max(b)
+                        else f"no (Δ {np.mean(a) - np.mean(b):+.3f})"
+                    )
                 )
                 print(f"| {label} | {step} | {summary(a)} | {summary(b)} | {inside} |")
 

@@ -312,7 +312,12 @@ class TransformerFeatureDecoder(nn.Module):
         if spot:
             for i in range(self.num_layers):
                 x, cross = TransformerDecoderLayer(
-                    self.num_heads, self.mlp_dim, gain, first=i == 0, dtype=self.dtype, name=f"layer_{i}"
+                    self.num_heads,
+                    self.mlp_dim,
+                    gain,
+                    first=i == 0,
+                    dtype=self.dtype,
+                    name=f"layer_{i}",
                 )(x, memory, causal)
             x = _torch_norm(self.dtype, "norm_output")(x)
         else:
@@ -363,7 +368,9 @@ def check_head(head: Mapping[str, Any]) -> None:
     if head["orders"] == "spot" and head["decoder"] != "transformer":
         raise ValueError("model.orders 'spot' needs model.decoder 'transformer'.")
     if head["eval_orders"] == "all" and head["orders"] != "spot":
-        raise ValueError("model.eval_orders 'all' averages SPOT's nine orders: set model.orders 'spot'.")
+        raise ValueError(
+            "model.eval_orders 'all' averages SPOT's nine orders: set model.orders 'spot'."
+        )
     if head["num_slots"] < 1:
         raise ValueError(f"model.num_slots must be >= 1, got {head['num_slots']}.")
 
@@ -592,6 +599,7 @@ def resolve_teacher(options: Mapping[str, Any], backbone: Options) -> Options:
     model = backbones.load_run_config(workdir)["model"]
     if model.get("name") != "dinosaur":
         raise ValueError(f"The run in {workdir} is a {model.get('name')!r}, not a teacher.")
+
     def frozen(options: Options) -> dict[str, Any]:
         """The options that decide the frozen features (not which blocks a student tunes)."""
         return {k: v for k, v in dict(options).items() if k != "finetune_from_block"}

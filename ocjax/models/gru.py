@@ -27,7 +27,9 @@ class GRUCell(nn.GRUCell):
         h = carry
         dense: Any = partial(nn.Dense, h.shape[-1], dtype=self.dtype, param_dtype=self.param_dtype)
         recurrent = partial(dense, use_bias=False, kernel_init=self.recurrent_kernel_init)
-        gate = partial(dense, kernel_init=self.kernel_init, bias_init=self.gate_bias_init or self.bias_init)
+        gate = partial(
+            dense, kernel_init=self.kernel_init, bias_init=self.gate_bias_init or self.bias_init
+        )
         candidate = partial(dense, kernel_init=self.kernel_init, bias_init=self.bias_init)
         r = self.gate_fn(gate(name="ir")(inputs) + recurrent(name="hr")(h))
         z = self.gate_fn(gate(name="iz")(inputs) + recurrent(name="hz")(h))

@@ -97,7 +97,9 @@ class SlotAttention(nn.Module):
 
         norm_slots = nn.LayerNorm(self.norm_epsilon, name="norm_slots", dtype=self.dtype)
         to_query = projection(name="query")
-        gru = GRUCell(features=slot_dim, dtype=self.dtype, name="gru", **gru_inits(self.kernel_init))
+        gru = GRUCell(
+            features=slot_dim, dtype=self.dtype, name="gru", **gru_inits(self.kernel_init)
+        )
         norm_mlp = nn.LayerNorm(self.norm_epsilon, name="norm_mlp", dtype=self.dtype)
         mlp = SlotMLP(self.mlp_hidden_dim, slot_dim, self.dtype, self.kernel_init, name="mlp")
 

@@ -21,7 +21,11 @@ def test_pixel_patches_equal_a_numpy_reference():
     out = backbones.pixel_patches(jnp.asarray(images), patch_size=4, dim=64, seed=3)
     # Reference: patch (r, c) is images[:, 4r:4r+4, 4c:4c+4, :] flattened row by row.
     patches = np.stack(
-        [images[:, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4].reshape(2, -1) for r in range(2) for c in range(3)],
+        [
+            images[:, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4].reshape(2, -1)
+            for r in range(2)
+            for c in range(3)
+        ],
         axis=1,
     ).astype(np.float64)
     q, r = np.linalg.qr(np.random.default_rng(3).standard_normal((64, 64)))
@@ -95,7 +99,9 @@ def test_finetuning_needs_a_released_vit():
     with pytest.raises(ValueError, match="finetune_from_block"):
         backbones.resolve({"kind": "pixel_patches", "finetune_from_block": 8} | {"dim": 64})
     with pytest.raises(ValueError, match="must lie in 1 .. 11"):
-        backbones.resolve({"kind": "dino_vit", "architecture": "dino_vits16", "finetune_from_block": 12})
+        backbones.resolve(
+            {"kind": "dino_vit", "architecture": "dino_vits16", "finetune_from_block": 12}
+        )
 
 
 def _head(**fields):
@@ -121,9 +127,7 @@ def test_all_orders_average_the_decoder_over_spots_nine_orders():
     out = head.apply(variables, features, rngs={"slots": KEYS["slots"]})
 
     # Reference: the head's decoder with its weights, run once per order on its slots.
-    decoder = TransformerFeatureDecoder(
-        1, 2, 16, 64, num_orders=9, positions=False, style="spot"
-    )
+    decoder = TransformerFeatureDecoder(1, 2, 16, 64, num_orders=9, positions=False, style="spot")
     captured = [
         decoder.apply(
             {"params": variables["params"]["decoder"]}, out["slots"], features, jnp.asarray(o), i
