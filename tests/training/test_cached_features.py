@@ -78,10 +78,10 @@ def test_cached_features_train_as_the_backbone_does_with_flips(data_dir, backbon
 
 @pytest.mark.slow
 def test_spot_student_caches_the_sequence_its_finetuned_blocks_read(data_dir, tmp_path):
-    # The teacher shares the student's backbone options, fine-tuning start included.
+    # The teacher read the frozen backbone; the student fine-tunes its last block.
     backbone = dict(DINO, finetune_from_block=1)
     teacher = str(tmp_path / "teacher")
-    trainer.train_and_evaluate(_config(data_dir, backbone, True, "teacher+cpu"), teacher)
+    trainer.train_and_evaluate(_config(data_dir, DINO, True, "teacher+cpu"), teacher)
     config = _config(data_dir, backbone, True, "student+cpu")
     config.model.teacher.workdir = teacher
     config.objective.distillation_weight = 1.0
