@@ -27,8 +27,8 @@ from ocjax import parallel
 from ocjax.models.backbones import load_run_config
 from ocjax.models.cross_attention import MultiHeadAttention
 from ocjax.models.dinosaur import (
+    DecoderLayer,
     MLPFeatureDecoder,
-    TransformerDecoderLayer,
     TransformerFeatureDecoder,
 )
 from ocjax.training import console
@@ -68,7 +68,7 @@ def main(workdir: str) -> None:
             if (
                 isinstance(module, MultiHeadAttention)
                 and module.name == "cross_attention"
-                and isinstance(module.parent, TransformerDecoderLayer)
+                and isinstance(module.parent, DecoderLayer)
                 and not _inside(module, "teacher")  # A SPOT student's frozen teacher.
             ):
                 cross.append(np.asarray(out[1]))

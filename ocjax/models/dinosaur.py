@@ -148,15 +148,25 @@ def _torch_norm(dtype: Dtype, name: str) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=TORCH_LAYER_NORM_EPS, dtype=dtype, name=name)
 
 
-class TransformerDecoderLayer(nn.Module):
-    """SLATE's decoder block, as SPOT releases it: causal self-attention, cross-attention to
-    the slots, ReLU MLP, each a pre-norm residual branch whose last projection is drawn
-    with Xavier gain `gain`; no bias on the attention outputs. The `first` layer normalises
-    its input stream itself (the residual continues from the normalised tokens)."""
+class DecoderLayer(nn.Module):
+    """One pre-norm decoder block: causal self-attention, cross-attention to the slots and
+    a ReLU MLP, each a residual branch behind a LayerNorm (PyTorch's epsilon). `style`
+    names the release whose block it is:
+
+    - `"spot"`: SLATE's block as SPOT releases it. Xavier-uniform projections, no bias on
+      the attention outputs, each branch's last projection at Xavier gain `gain`, the MLP's
+      first layer Kaiming-uniform. The `first` layer continues its residual stream from
+      the normalised tokens.
+    - `"dinosaur"`: PyTorch's `nn.TransformerDecoderLayer(norm_first=True)`, biases in
+      every projection. The fused query / key / value weight Xavier-uniform, its biases and
+      the output projection's zero; the output projection and the MLP PyTorch's default
+      (biases U(+-1/sqrt(fan_in))). `gain` and `first` do not apply.
+    """
 
     num_heads: int
     mlp_dim: int
-    gain: float
+    style: str = "spot"
+    gain: float = 1.0
     first: bool = False
     dtype: Dtype = jnp.float32
 
@@ -165,19 +175,35 @@ class TransformerDecoderLayer(nn.Module):
         self, x: jax.Array, slots: jax.Array, causal: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         """Updates tokens `[b, n, dim]`; returns them and the cross-attention `[b, h, n, k]`."""
-        attention = {
-            "num_heads": self.num_heads,
-            "kernel_init": xavier_uniform(),
-            "out_kernel_init": xavier_uniform(self.gain),
-            "out_bias": False,
-            "dtype": self.dtype,
-        }
+        dim = x.shape[-1]
+        if self.style == "spot":
+            attention = {
+                "kernel_init": xavier_uniform(),
+                "out_kernel_init": xavier_uniform(self.gain),
+                "out_bias": False,
+            }
+            mlp_inits = {"kernel_inits": (KAIMING_UNIFORM_RELU, xavier_uniform(self.gain))}
+        elif self.style == "dinosaur":
+            attention = {
+                "kernel_init": fused_xavier_uniform(3),
+                "out_kernel_init": KERNEL_INITS["torch_default"],
+                "qkv_bias": True,
+            }
+            mlp_inits = {
+                "kernel_inits": (KERNEL_INITS["torch_default"],) * 2,
+                "bias_inits": (torch_bias(dim), torch_bias(self.mlp_dim)),
+            }
+        else:
+            raise ValueError(
+                f"Unknown model.decoder_style {self.style!r}; use one of {DECODER_STYLES}."
+            )
+        attention = {**attention, "num_heads": self.num_heads, "dtype": self.dtype}
 
         def norm(name: str) -> nn.LayerNorm:
             return _torch_norm(self.dtype, name)
 
         h = norm("norm_self")(x)
-        if self.first:
+        if self.first and self.style == "spot":
             x = h
         x = x + MultiHeadAttention(**attention, name="self_attention")(h, h, mask=causal)[0]
         update, cross = MultiHeadAttention(**attention, name="cross_attention")(
@@ -185,54 +211,9 @@ class TransformerDecoderLayer(nn.Module):
         )
         x = x + update
         mlp = TransformerMLP(
-            self.mlp_dim,
-            activation=nn.relu,
-            kernel_inits=(KAIMING_UNIFORM_RELU, xavier_uniform(self.gain)),
-            dtype=self.dtype,
-            name="mlp",
+            self.mlp_dim, activation=nn.relu, dtype=self.dtype, name="mlp", **mlp_inits
         )
         return x + mlp(norm("norm_mlp")(x)), cross
-
-
-class TorchDecoderLayer(nn.Module):
-    """DINOSAUR's decoder block, PyTorch's `nn.TransformerDecoderLayer(norm_first=True)`:
-    causal self-attention, cross-attention to the slots, ReLU MLP, each a pre-norm residual
-    branch; biases in every projection. PyTorch's initialisation: the fused query / key /
-    value weight Xavier-uniform, their biases and the output projection's zero, the output
-    projection and the MLP PyTorch's default (biases U(+-1/sqrt(fan_in)))."""
-
-    num_heads: int
-    mlp_dim: int
-    dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(
-        self, x: jax.Array, slots: jax.Array, causal: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
-        """Updates tokens `[b, n, dim]`; returns them and the cross-attention `[b, h, n, k]`."""
-        attention = {
-            "num_heads": self.num_heads,
-            "kernel_init": fused_xavier_uniform(3),
-            "out_kernel_init": KERNEL_INITS["torch_default"],
-            "qkv_bias": True,
-            "dtype": self.dtype,
-        }
-        h = _torch_norm(self.dtype, "norm_self")(x)
-        x = x + MultiHeadAttention(**attention, name="self_attention")(h, h, mask=causal)[0]
-        update, cross = MultiHeadAttention(**attention, name="cross_attention")(
-            _torch_norm(self.dtype, "norm_cross")(x), slots
-        )
-        x = x + update
-        dim = x.shape[-1]
-        mlp = TransformerMLP(
-            self.mlp_dim,
-            activation=nn.relu,
-            kernel_inits=(KERNEL_INITS["torch_default"],) * 2,
-            bias_inits=(torch_bias(dim), torch_bias(self.mlp_dim)),
-            dtype=self.dtype,
-            name="mlp",
-        )
-        return x + mlp(_torch_norm(self.dtype, "norm_mlp")(x)), cross
 
 
 class TransformerFeatureDecoder(nn.Module):
@@ -242,7 +223,7 @@ class TransformerFeatureDecoder(nn.Module):
     SPOT's release (SLATE's decoder): the targets in `order` `[n]` (a permutation of the
     patches, default raster) are shifted right behind a learned BOS token (one per order,
     picked by `order_index`), projected to `dim` without bias and layer-normalised; the
-    slots likewise. `num_layers` `TransformerDecoderLayer`s with residual gain
+    slots likewise. `num_layers` `DecoderLayer`s with residual gain
     `(3 * num_layers) ** -0.5` and a final LayerNorm follow; a linear output layer maps
     back to f only when `dim != f` (the release has none: its width is the feature width).
     Masks are the last layer's cross-attention (mean over heads, softmax over the slots).
@@ -252,7 +233,7 @@ class TransformerFeatureDecoder(nn.Module):
     Kaiming-uniform on each MLP's first layer; LayerNorm epsilon 1e-5 (PyTorch's).
 
     `style="dinosaur"` is DINOSAUR's release instead (its `AutoregressivePatchDecoder`):
-    one BOS token N(0, 1/f), the same projections, `TorchDecoderLayer`s that all start from
+    one BOS token N(0, 1/f), the same projections, DINOSAUR-style `DecoderLayer`s that all start from
     the same draw (PyTorch's `nn.TransformerDecoder` copies one layer; params `layers`,
     stacked over the layers) and no final LayerNorm.
     """
@@ -311,10 +292,10 @@ class TransformerFeatureDecoder(nn.Module):
         cross = None
         if spot:
             for i in range(self.num_layers):
-                x, cross = TransformerDecoderLayer(
+                x, cross = DecoderLayer(
                     self.num_heads,
                     self.mlp_dim,
-                    gain,
+                    gain=gain,
                     first=i == 0,
                     dtype=self.dtype,
                     name=f"layer_{i}",
@@ -324,15 +305,15 @@ class TransformerFeatureDecoder(nn.Module):
             # PyTorch's nn.TransformerDecoder deep-copies one layer: every layer starts from
             # the same weights. The layers' params are stacked `[num_layers, ...]`, drawn once.
             layers = nn.scan(
-                TorchDecoderLayer,
+                DecoderLayer,
                 variable_axes={"params": 0},
                 split_rngs={"params": False},
                 in_axes=(nn.broadcast, nn.broadcast),
                 length=self.num_layers,
             )
-            x, crosses = layers(self.num_heads, self.mlp_dim, self.dtype, name="layers")(
-                x, memory, causal
-            )
+            x, crosses = layers(
+                self.num_heads, self.mlp_dim, style="dinosaur", dtype=self.dtype, name="layers"
+            )(x, memory, causal)
             cross = crosses[-1]
         if self.dim != f:
             x = nn.Dense(f, kernel_init=xavier_uniform(), dtype=self.dtype, name="output")(x)

@@ -33,14 +33,14 @@ def backbone_outputs(model: nn.Module, params: Any, images: jax.Array) -> dict[s
 def cached_sources(
     config: ml_collections.ConfigDict,
     model: nn.Module,
-    params: Any,
+    weights: Any,
     sources: dict[str, Any],
     normalization: str,
     batch_size: int,
 ) -> dict[str, Any]:
     """`sources` whose splits the run reads (training, evaluation and held-out) carry the
     backbone's outputs (`feature_cache.CachedSource`), computed `batch_size` images at a
-    time with `params["backbone"]` where not cached yet; with `data.random_flip` the
+    time with the backbone's `weights` where not cached yet; with `data.random_flip` the
     training split also those of its mirrored images."""
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, tuple) or not backbone:
@@ -61,7 +61,6 @@ def cached_sources(
     if config.evaluation.get("every_steps"):
         reads[config.evaluation.heldout_split] = False
     reads["train"] = bool(data.get("random_flip"))
-    weights = params.get("backbone", {})
     compute = jax.jit(functools.partial(backbone_outputs, model))
     load = functools.partial(
         feature_cache.load,

@@ -68,7 +68,7 @@ class Experiment:
             self.sources = cached_features.cached_sources(
                 config,
                 self.model,
-                jax.jit(self._init_variables)(dummy, self.pretrained)["params"],
+                jax.jit(self._backbone_params)(dummy, self.pretrained),
                 self.sources,
                 normalization,
                 self.eval_batch_size,
@@ -179,6 +179,11 @@ class Experiment:
                 params[name] = _replace_like(params[name], loaded, name)
             variables = {**variables, "params": params}
         return variables
+
+    def _backbone_params(self, images: np.ndarray, pretrained: Any = None) -> Any:
+        """The frozen backbone's initial parameters alone (`{}` if it has none); under `jit`
+        the rest of the model's initialisation is dead code and never runs."""
+        return self._init_variables(images, pretrained)["params"].get("backbone", {})
 
     def _init(self, images: np.ndarray, pretrained: Any = None) -> TrainState:
         """Initialises parameters, model state and optimiser state from a dummy batch."""
