@@ -7,7 +7,10 @@ import jax.numpy as jnp
 
 from ocjax.models.autoencoder import SlotAttentionAutoEncoder
 from ocjax.models.complex import ComplexAutoEncoder
+from ocjax.models.dino import DINO
 from ocjax.models.dinosaur import Dinosaur, as_options, resolve_teacher
+from ocjax.models.mae import MAE
+from ocjax.models.mocov3 import MoCoV3
 from ocjax.models.parts import PartDiscovery
 from ocjax.models.object_contrastive import ObjectContrastiveModel
 from ocjax.models.rotating import RotatingAutoEncoder, check_inputs
@@ -19,6 +22,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "rotating_autoencoder": RotatingAutoEncoder,
     "dinosaur": Dinosaur,
     "part_discovery": PartDiscovery,
+    "dino": DINO,
+    "mocov3": MoCoV3,
+    "mae": MAE,
 }
 
 # Host-side checks of input images `[b, h, w, c]` that traced model calls cannot make.

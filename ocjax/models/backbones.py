@@ -5,9 +5,11 @@ A backbone is named in the config by `model.backbone`:
 * `kind="dino_vit"`: a released DINO / DINOv2 ViT (`architecture`, see
   `ocjax.models.dino_vit.ARCHITECTURES`) with weights from `checkpoint`, a `.pth` or
   `.safetensors` file the user downloads (`ocjax.models.checkpoints`);
-* `kind="ocjax_vit"`: the ViT of an ocjax run, e.g. the flagship's, read from `workdir`
-  (its `config.json` gives the architecture, its latest checkpoint the weights), so the
-  whole pipeline trains offline;
+* `kind="ocjax_vit"`: the ViT of an ocjax run read from `workdir` (its `config.json`
+  gives the architecture, its latest checkpoint the weights), so the whole pipeline
+  trains offline: the flagship's, or the encoder a self-supervised pretraining run
+  trained (`configs/dino.py`, `mocov3.py`, `mae.py`: DINO's teacher, MoCo v3's base
+  encoder, MAE's encoder; `ocjax.models.pretraining.ENCODER_PARAMS`);
 * `kind="pixel_patches"`: no network: each `patch_size` x `patch_size` patch of the
   (normalised) image, flattened (rows, columns, channels), times one fixed random matrix
   with orthonormal rows to `dim` (seeded by `seed`). Features that carry colour and
@@ -35,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ocjax import files
-from ocjax.models import checkpoints
-from ocjax.models.dino_vit import ARCHITECTURES, DinoViT
+from ocjax.models import checkpoints, pretraining
+from ocjax.models.dino_vit import ARCHITECTURES, Architecture, DinoViT
+from ocjax.models.pretraining import ENCODER_PARAMS
 from ocjax.models.vit import ViT, ViTOutput
 
 KINDS = ("dino_vit", "ocjax_vit", "pixel_patches")
@@ -110,14 +113,27 @@ def resolve(options: Mapping[str, Any]) -> Options:
         if not options.get("workdir"):
             raise ValueError("model.backbone.kind 'ocjax_vit' needs model.backbone.workdir.")
         model = load_run_config(options["workdir"])["model"]
-        if "patch_size" not in model or "dim" not in model:
+        if model.get("name") in ENCODER_PARAMS:  # A DINO / MoCo v3 / MAE run: its DinoViT.
+            options["pretraining"] = model["name"]
+            for key in ("patch_size", "dim", "depth", "num_heads", "mlp_ratio", "num_registers"):
+                options[key] = model[key]
+        elif "patch_size" not in model or "dim" not in model:
             raise ValueError(
                 f"The run in {options['workdir']} has model {model.get('name')!r}, which has no "
-                "ViT backbone; point model.backbone.workdir at a clevr_slots.py run."
+                "ViT backbone; point model.backbone.workdir at a clevr_slots.py run or a "
+                "pretraining run (configs/dino.py, mocov3.py, mae.py)."
             )
-        for key in ("patch_size", "dim", "depth", "num_heads", "mlp_dim"):
-            options[key] = model[key]
+        else:
+            for key in ("patch_size", "dim", "depth", "num_heads", "mlp_dim"):
+                options[key] = model[key]
     return tuple(sorted(options.items()))
+
+
+def run_architecture(o: Mapping[str, Any]) -> Architecture:
+    """The `Architecture` of the pretraining run an `ocjax_vit` backbone reads."""
+    return pretraining.architecture(
+        o["patch_size"], o["dim"], o["depth"], o["num_heads"], o["mlp_ratio"], o["num_registers"]
+    )
 
 
 def orthonormal_projection(in_dim: int, dim: int, seed: int) -> np.ndarray:
@@ -171,6 +187,16 @@ class Backbone(nn.Module):
                 feature_block=o["feature_block"],
                 final_norm=o["final_norm"],
                 hidden_block=None if start is None else start - 1,
+                dtype=self.dtype,
+                name="vit",
+            )(images)
+        elif o.get("pretraining"):
+            out = DinoViT(
+                run_architecture(o),
+                image_size=size,
+                feature_block=o["feature_block"],
+                final_norm=o["final_norm"],
+                positions="learned" if o["pretraining"] == "dino" else "sincos",
                 dtype=self.dtype,
                 name="vit",
             )(images)
@@ -250,16 +276,25 @@ def _ocjax_vit_params(o: dict[str, Any], image_size: tuple[int, int]) -> dict[st
     """The `backbone` params of the latest checkpoint of the ocjax run in `o["workdir"]`."""
     workdir = o["workdir"]
     trained = load_run_config(workdir)["data"]["resolution"]
-    if tuple(image_size) != (trained, trained):
+    # A pretraining run's DinoViT resamples its positions to any grid; the flagship's cannot.
+    if not o.get("pretraining") and tuple(image_size) != (trained, trained):
         raise ValueError(
             f"The ViT in {workdir} was trained on {trained}x{trained} images (its positional "
             f"embedding), but this run feeds {image_size[0]}x{image_size[1]}; set "
             f"data.resolution={trained}."
         )
-    params = latest_params(workdir, "backbone")
+    if o.get("pretraining"):
+        path = ENCODER_PARAMS[o["pretraining"]]
+        params = latest_params(workdir, path[0])
+        for key in path[1:]:
+            params = dict(params[key])
+        block = "blocks_{}"
+    else:
+        params = latest_params(workdir, "backbone")
+        block = "block_{}"
     depth = o["feature_block"] % o["depth"] + 1
     for i in range(depth, o["depth"]):
-        params.pop(f"block_{i}")
+        params.pop(block.format(i))
     if not o["final_norm"]:
         params.pop("norm")
     return params

@@ -1,13 +1,15 @@
-"""Released ViT weights (DINO, DINOv2) to `DinoViT` Flax params, without PyTorch.
+"""Released ViT weights (DINO, DINOv2, MoCo v3, MAE) to `DinoViT` Flax params, without PyTorch.
 
-Reads the two file layouts the weights are published in — a PyTorch state dict as saved by
-`torch.save` (`.pth`, `.pt`: the zip format of PyTorch >= 1.6; DINO's full training
-checkpoints with `teacher`/`student` entries too) and timm's `.safetensors` — with a
-restricted unpickler and numpy, so a JAX user needs no `torch`. `convert` maps timm's and
-the official repositories' parameter names onto `ocjax.models.dino_vit.DinoViT`, folds the
-CLS token's position into the CLS token, and resamples the patch positions to the input's
-grid (`resample_positions`, PyTorch's bicubic interpolation). `load_pretrained` does all of
-it once per file and image size and caches the result as `.npz`.
+Reads the two file layouts the weights are published in — a PyTorch object as saved by
+`torch.save` (`.pth`, `.pt`, `.pth.tar`: the zip format of PyTorch >= 1.6; DINO's full
+training checkpoints with `teacher`/`student` entries, MoCo v3's with the
+`module.base_encoder.` / `module.momentum_encoder.` encoders, MAE's `model` entry) and
+timm's `.safetensors` — with a restricted unpickler and numpy, so a JAX user needs no
+`torch`. `convert` maps timm's and the official repositories' parameter names onto
+`ocjax.models.dino_vit.DinoViT`, folds the CLS token's position into the CLS token, and
+resamples the patch positions to the input's grid (`resample_positions`, PyTorch's bicubic
+interpolation; MoCo v3's and MAE's fixed sin-cos tables too, as timm's loader does).
+`load_pretrained` does all of it once per file and image size and caches the result as `.npz`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -146,10 +149,12 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
-    """Parameter arrays by name from a `.pth`/`.pt` or `.safetensors` file.
+    """Parameter arrays by name from a `.pth`/`.pt`/`.pth.tar` or `.safetensors` file.
 
-    Training checkpoints are unwrapped: DINO's `teacher` (or `model`/`state_dict`) entry is
-    taken and the `module.` and `backbone.` prefixes are dropped.
+    Training checkpoints are unwrapped: DINO's `teacher` (or MAE's `model`, MoCo v3's
+    `state_dict`) entry is taken and the `module.` and `backbone.` prefixes are dropped; of
+    MoCo's two encoders the `base_encoder.` one is kept (what MoCo v3's linear probe reads;
+    the `momentum_encoder.` and `predictor.` are dropped, its `head.` MLP is ignored later).
     """
     if path.endswith(".safetensors"):
         state = read_safetensors(path)
@@ -161,11 +166,15 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
                 break
     if not isinstance(state, Mapping):
         raise TypeError(f"{path} does not hold a state dict (got {type(state).__name__}).")
-    return {
+    state = {
         re.sub(r"^(module\.)?(backbone\.)?", "", k): np.asarray(v)
         for k, v in state.items()
         if isinstance(v, np.ndarray)
     }
+    base = "base_encoder."
+    if any(k.startswith(base) for k in state):  # MoCo: the online encoder, not the EMA one.
+        state = {k[len(base) :]: v for k, v in state.items() if k.startswith(base)}
+    return state
 
 
 def _cubic(x: np.ndarray, a: float) -> np.ndarray:
@@ -217,9 +226,43 @@ def resample_positions(
     return out.reshape(1, new_grid[0] * new_grid[1], -1).astype(pos.dtype)
 
 
+_POSITION_WORDS = {"learned": "learned", "sincos": "fixed 2-D sin-cos", None: "no"}
+
+
+def _square_grid(n: int) -> tuple[int, int] | None:
+    side = math.isqrt(n)
+    return (side, side) if side * side == n else None
+
+
+def _split_positions(
+    pos: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray, tuple[int, int]] | None:
+    """A `pos_embed [1, n, d]` as (CLS position `[1, 1, d]` or None, patch positions
+    `[1, gh * gw, d]`, `(gh, gw)`), or None if `n` is neither a square nor one plus one."""
+    n = pos.shape[1]
+    if _square_grid(n - 1) is not None:  # CLS position first (timm, DINO, MoCo v3, MAE).
+        return pos[:, :1], pos[:, 1:], _square_grid(n - 1)
+    if _square_grid(n) is not None:  # Patches only (timm's register models).
+        return None, pos, _square_grid(n)
+    return None
+
+
+def _positions_kind(patches: np.ndarray, tolerance: float = 0.02) -> str:
+    """`"sincos"` if the patch positions `[1, n, d]` are a fixed 2-D sine-cosine table (MoCo
+    v3, MAE: each half of the channels is `[sin(a_k), cos(a_k)]`, so its first and second
+    quarters satisfy sin^2 + cos^2 = 1 within `tolerance`, loose enough for bf16), else
+    `"learned"`."""
+    d = patches.shape[-1]
+    if d % 4 or patches.size == 0:
+        return "learned"
+    x = np.asarray(patches, np.float64).reshape(-1, 2, 2, d // 4)
+    radius = (x**2).sum(axis=2)  # [n, 2 halves, d / 4]
+    return "sincos" if np.abs(radius - 1).max() < tolerance else "learned"
+
+
 def describe(state: Mapping[str, np.ndarray]) -> str:
-    """What a state dict looks like: width, depth, patch, registers, LayerScale, and the
-    registered architectures it matches."""
+    """What a state dict looks like: width, depth, patch, registers, LayerScale, the kind of
+    positional embedding, and the registered architectures it matches."""
     if "patch_embed.proj.weight" not in state:
         return "not a ViT (no patch_embed.proj.weight)"
     dim, _, patch, _ = state["patch_embed.proj.weight"].shape
@@ -228,21 +271,32 @@ def describe(state: Mapping[str, np.ndarray]) -> str:
     )
     registers = next((state[k].shape[1] for k in ("reg_token", "register_tokens") if k in state), 0)
     layer_scale = any(k.endswith("ls1.gamma") for k in state)
-    matches = [
+    split = _split_positions(np.asarray(state["pos_embed"])) if "pos_embed" in state else None
+    positions = None if split is None else _positions_kind(split[1])
+    shaped = [
         name
         for name, a in ARCHITECTURES.items()
         if (a.dim, a.depth, a.patch_size, a.num_registers, a.layer_scale)
         == (dim, depth, patch, registers, layer_scale)
     ]
+    # The heads are not in the file: the positions tell DINO's ViT-S (6 heads, learned
+    # positions) from MoCo v3's (12, sin-cos). Shape matches alone if that leaves none.
+    matches = [name for name in shaped if ARCHITECTURES[name].positions == positions] or shaped
     return (
         f"dim {dim}, {depth} blocks, patch {patch}, {registers} registers, "
-        f"LayerScale {'yes' if layer_scale else 'no'}; matches {matches or 'no known ViT'}"
+        f"LayerScale {'yes' if layer_scale else 'no'}, {_POSITION_WORDS[positions]} positions; "
+        f"matches {matches or 'no known ViT'}"
     )
 
 
-def _square_grid(n: int) -> tuple[int, int] | None:
-    side = math.isqrt(n)
-    return (side, side) if side * side == n else None
+def _mismatch(problem: str, state: Mapping[str, np.ndarray], architecture: str) -> ValueError:
+    """The error for a file that is not `architecture`: the problem, what the file looks
+    like, and the two ways out."""
+    return ValueError(
+        f"{problem} The file looks like: {describe(state)}. Load it as the architecture it "
+        f"matches (model.backbone.architecture), or use the {architecture} weights "
+        f"({ARCHITECTURES[architecture].url})."
+    )
 
 
 def convert(
@@ -256,8 +310,10 @@ def convert(
 
     `depth` keeps blocks `0..depth-1` only (for a module that stops at an earlier
     block; default all). Positions are resampled to `image_size`'s grid with
-    `resample_positions` (`antialias` as timm's loader). Raises ValueError naming the first
-    missing or mis-shaped parameter and what the file looks like.
+    `resample_positions` (`antialias` as timm's loader; MoCo v3's and MAE's fixed sin-cos
+    tables too, not recomputed for the new grid). Raises ValueError naming the first
+    missing or mis-shaped parameter, what the file looks like and the fix; warns if the
+    file's positions (learned or sin-cos) are not those `architecture` was released with.
     """
     spec: Architecture = ARCHITECTURES[architecture]
     depth = spec.depth if depth is None else depth
@@ -266,15 +322,17 @@ def convert(
 
     def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name not in state:
-            raise ValueError(
-                f"The checkpoint has no {name!r} for {architecture} (expected shape {shape}). "
-                f"The file looks like: {describe(state)}."
+            raise _mismatch(
+                f"The checkpoint has no {name!r} for {architecture} (expected shape {shape}).",
+                state,
+                architecture,
             )
         value = np.asarray(state[name])
         if value.shape != shape:
-            raise ValueError(
-                f"Parameter {name!r} has shape {value.shape}, but {architecture} needs {shape}. "
-                f"The file looks like: {describe(state)}."
+            raise _mismatch(
+                f"Parameter {name!r} has shape {value.shape}, but {architecture} needs {shape}.",
+                state,
+                architecture,
             )
         return value.astype(np.float32)
 
@@ -290,17 +348,30 @@ def convert(
         get("pos_embed", (1, -1, d))
     pos = np.asarray(state["pos_embed"], np.float32)
     n = pos.shape[1]
-    if _square_grid(n - 1) is not None:  # CLS position first: fold it into the CLS token.
-        old, cls, pos = _square_grid(n - 1), cls + pos[:, :1], pos[:, 1:]
-    elif _square_grid(n) is not None:  # Patches only (timm's register models).
-        old = _square_grid(n)
-    else:
-        raise ValueError(
-            f"pos_embed has {n} positions, neither a square grid nor one plus a square grid. "
-            f"The file looks like: {describe(state)}."
+    split = _split_positions(pos)
+    if split is None:
+        raise _mismatch(
+            f"pos_embed has {n} positions, neither a square grid nor one plus a square grid.",
+            state,
+            architecture,
         )
+    cls_position, pos, old = split
+    if cls_position is not None:  # Fold the CLS token's position into the CLS token.
+        cls = cls + cls_position
     if pos.shape[-1] != d:
         get("pos_embed", (1, n, d))
+    kind = _positions_kind(pos)
+    if kind != spec.positions:
+        # Not an error: a ViT trained elsewhere may pair these positions with these heads.
+        warnings.warn(
+            f"{architecture} was released with {_POSITION_WORDS[spec.positions]} positions, "
+            f"but the file's are {_POSITION_WORDS[kind]}. The number of attention heads is not "
+            f"in the file, so the features are right only if it was trained with "
+            f"{architecture}'s {spec.num_heads}; if it is a release of another architecture, "
+            f"load it as that (MoCo v3's ViT-S has 12 heads, DINO's 6). The file looks like: "
+            f"{describe(state)}.",
+            stacklevel=2,
+        )
     params["cls_token"] = cls
     params["pos_embed"] = resample_positions(pos, old, grid, antialias)
     if spec.num_registers:

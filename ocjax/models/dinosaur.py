@@ -556,11 +556,13 @@ class Dinosaur(SlotHead):
 
 
 def frozen_subtrees(model: nn.Module) -> tuple[str, ...]:
-    """Top-level parameter names the optimiser must leave alone: a frozen backbone's and a
-    SPOT teacher's."""
+    """Top-level parameter names the optimiser must leave alone: a frozen backbone's, a
+    SPOT teacher's and the momentum encoders of self-supervised pretraining (moved by EMA,
+    `ocjax.models.pretraining`)."""
     backbone = getattr(model, "backbone", None)
     frozen = ("backbone",) if isinstance(backbone, tuple) and backbone else ()
-    return frozen + (("teacher",) if getattr(model, "teacher", None) is not None else ())
+    frozen += ("teacher",) if isinstance(getattr(model, "teacher", None), tuple) else ()
+    return frozen + tuple(momentum for _, momentum in getattr(model, "EMA", ()))
 
 
 def resolve_teacher(options: Mapping[str, Any], backbone: Options) -> Options:

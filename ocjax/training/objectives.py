@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from ocjax import losses
 from ocjax.losses import contrastive, distillation
 from ocjax.losses import parts as part_losses
+from ocjax.losses import self_supervised as ssl
 from ocjax.models import readout as readout_lib
 
 Outputs = dict[str, jax.Array]
@@ -61,6 +62,9 @@ class Objective:
     # Mask kinds also scored over the whole split (contingency tables summed over images),
     # for labels that mean the same in every image (part labels): `<kind>/pooled_...`.
     pooled_masks: tuple[str, ...] = ()
+    # Per-image diagnostics of the outputs `{name: [b]}` (e.g. an encoder's token statistics),
+    # averaged over the split like the mask metrics.
+    statistics: Callable[[Outputs], dict[str, jax.Array]] | None = None
 
 
 def attention_masks(attention: jax.Array, image_size: tuple[int, int]) -> jax.Array:
@@ -368,12 +372,160 @@ def synchrony(
     )
 
 
+def _token_points(outputs: Outputs) -> jax.Array:
+    """An encoder's patch tokens `[b, n, d]` on their square grid `[b, g, g, d]`."""
+    b, n, d = outputs["tokens"].shape
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"The encoder's {n} tokens are not a square grid.")
+    return outputs["tokens"].reshape(b, side, side, d)
+
+
+def token_statistics(outputs: Outputs) -> dict[str, jax.Array]:
+    """How alike an encoder's patch tokens `[b, n, d]` are, per image `[b]`: `cosine`, the
+    mean cosine between two distinct tokens; `residual_cosine`, the same after removing
+    the image's mean token; `mean_energy`, the share of the tokens' energy (sum of squared
+    norms) in that mean. Features that separate objects have low values of all three."""
+    x = outputs["tokens"].astype(jnp.float32)
+    n = x.shape[1]
+
+    def mean_cosine(t: jax.Array) -> jax.Array:
+        unit = t / jnp.maximum(jnp.linalg.norm(t, axis=-1, keepdims=True), 1e-12)
+        total = jnp.sum(jnp.sum(unit, axis=1) ** 2, axis=-1)  # sum over all ordered pairs
+        return (total - jnp.sum(unit**2, axis=(1, 2))) / (n * (n - 1))
+
+    mean = jnp.mean(x, axis=1, keepdims=True)
+    energy = n * jnp.sum(mean[:, 0] ** 2, axis=-1) / jnp.maximum(jnp.sum(x**2, axis=(1, 2)), 1e-12)
+    return {
+        "cosine": mean_cosine(x),
+        "residual_cosine": mean_cosine(x - mean),
+        "mean_energy": energy,
+    }
+
+
+def _encoder_readout(n_init: int) -> Readout:
+    """k-means of the encoder's patch tokens per image into objects + 1 clusters: how well
+    the frozen features separate the objects before any slot model trains on them."""
+    return Readout(points=_token_points, num_clusters=None, n_init=n_init)
+
+
+def _views(batch: Batch) -> jax.Array:
+    """The rendered global crops `[b, G, S, S, 3]` of `data.crops`."""
+    if "global_views" not in batch:
+        raise ValueError(
+            "Self-supervised pretraining trains on augmented crops; set data.crops (e.g. "
+            "ocjax.data.multicrop.MultiCropAugment.dino(...) as a dict)."
+        )
+    return batch["global_views"]
+
+
+def _dino_loss(
+    outputs: Outputs,
+    batch: Batch,
+    *,
+    student_temperature: float,
+    teacher_temperature: float,
+    warmup_teacher_temperature: float,
+    warmup_teacher_temperature_steps: int,
+) -> tuple[jax.Array, dict]:
+    """DINO's cross-entropy of the sharpened, centred teacher and the student."""
+    tau = ssl.teacher_temperature(
+        batch["step"],
+        warmup_teacher_temperature,
+        teacher_temperature,
+        warmup_teacher_temperature_steps,
+    )
+    loss = ssl.dino_loss(
+        outputs["student"], outputs["teacher"], outputs["center"], student_temperature, tau
+    )
+    # The paper's collapse diagnostics (its figure 7): the loss is the teacher's entropy
+    # plus the KL divergence of the student from it.
+    teacher = jax.nn.log_softmax((outputs["teacher"] - outputs["center"]) / tau, axis=-1)
+    entropy = jnp.mean(-jnp.sum(jnp.exp(teacher) * teacher, axis=-1))
+    terms = {"dino": loss, "teacher_entropy": entropy, "kl": loss - entropy}
+    return loss, {**terms, "teacher_temperature": tau}
+
+
+def dino(
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+    warmup_teacher_temperature: float = 0.04,
+    warmup_teacher_temperature_steps: int = 0,
+    readout_n_init: int = 3,
+) -> Objective:
+    """DINO: the student matches the teacher across crops; evaluated by k-means of the
+    teacher's patch tokens (`readout/...`)."""
+    if min(student_temperature, teacher_temperature, warmup_teacher_temperature) <= 0:
+        raise ValueError("objective temperatures must be > 0.")
+    return Objective(
+        train_inputs=lambda batch: {
+            "global": _views(batch),
+            "local": batch.get("local_views"),
+            "step": batch["step"],
+        },
+        loss=functools.partial(
+            _dino_loss,
+            student_temperature=student_temperature,
+            teacher_temperature=teacher_temperature,
+            warmup_teacher_temperature=warmup_teacher_temperature,
+            warmup_teacher_temperature_steps=warmup_teacher_temperature_steps,
+        ),
+        masks=lambda out, size: {},
+        readout=_encoder_readout(readout_n_init),
+        statistics=token_statistics,
+    )
+
+
+def mocov3(temperature: float = 0.2, readout_n_init: int = 3) -> Objective:
+    """MoCo v3: symmetrised InfoNCE of the base predictions against the momentum
+    projections of the other view; evaluated by k-means of the base encoder's tokens."""
+    if temperature <= 0:
+        raise ValueError(f"objective.temperature must be > 0, got {temperature}.")
+
+    def loss(outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict]:
+        del batch
+        value = ssl.moco_v3_loss(
+            outputs["q1"], outputs["q2"], outputs["k1"], outputs["k2"], temperature
+        )
+        return value, {"infonce": value}
+
+    return Objective(
+        train_inputs=lambda batch: {"global": _views(batch)},
+        loss=loss,
+        masks=lambda out, size: {},
+        readout=_encoder_readout(readout_n_init),
+        statistics=token_statistics,
+    )
+
+
+def mae(norm_pix_loss: bool = True, readout_n_init: int = 3) -> Objective:
+    """MAE: MSE of the removed patches' (per-patch normalised) pixels; evaluated by k-means
+    of the encoder's tokens."""
+
+    def loss(outputs: Outputs, batch: Batch) -> tuple[jax.Array, dict]:
+        images = _views(batch)[:, 0]
+        patch = math.isqrt(outputs["predictions"].shape[-1] // images.shape[-1])
+        value = ssl.mae_loss(outputs["predictions"], images, outputs["mask"], patch, norm_pix_loss)
+        return value, {"masked_mse": value}
+
+    return Objective(
+        train_inputs=lambda batch: _views(batch)[:, 0],
+        loss=loss,
+        masks=lambda out, size: {},
+        readout=_encoder_readout(readout_n_init),
+        statistics=token_statistics,
+    )
+
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "autoencoder": autoencoder,
     "contrastive": contrastive_objective,
     "synchrony": synchrony,
     "feature_reconstruction": feature_reconstruction,
     "part_discovery": part_discovery,
+    "dino": dino,
+    "mocov3": mocov3,
+    "mae": mae,
 }
 
 

@@ -71,16 +71,32 @@ def make_optimizer(
     grad_clip_norm: float | None = None,
     grad_clip_norm_type: str = "l2",
     frozen: tuple[str, ...] = (),
+    b2: float = 0.999,
+    decay_matrices_only: bool = False,
+    weight_decay_end: float | None = None,
+    total_steps: int = 1,
 ) -> optax.GradientTransformation:
     """Adam, AdamW or SGD on `schedule`, after optional gradient clipping to a total norm.
 
     `grad_clip_norm_type` is the norm of all gradients together, as PyTorch's
     `clip_grad_norm_`: `l2` (the global norm) or `inf` (the largest absolute entry; SPOT's
-    release clips so). Top-level parameter subtrees named in `frozen` (e.g. a pretrained
-    backbone) get no update, no weight decay and no optimiser state, and do not count in
-    the norm.
+    release clips so), or `per_tensor`: each parameter's gradient clipped to its own L2
+    norm (DINO's `clip_gradients`). Top-level parameter subtrees named in `frozen` (e.g. a
+    pretrained backbone) get no update, no weight decay and no optimiser state, and do not
+    count in the norm. For AdamW, `b2` is Adam's second-moment decay (MAE: 0.95);
+    `decay_matrices_only` exempts biases, norms and other 1-D parameters from weight decay
+    (DINO's, MoCo v3's and MAE's parameter groups); `weight_decay_end` makes the weight
+    decay a cosine from `weight_decay` to it over `total_steps` (DINO: 0.04 to 0.4).
     """
-    optimizer = _optimizer(name, schedule, weight_decay)
+    mask = (
+        (lambda params: jax.tree.map(lambda p: p.ndim > 1, params)) if decay_matrices_only else None
+    )
+    decay = (
+        cosine_value(weight_decay, weight_decay_end, total_steps)
+        if weight_decay_end is not None
+        else weight_decay
+    )
+    optimizer = _optimizer(name, schedule, decay, b2=b2, mask=mask)
     if grad_clip_norm:
         optimizer = optax.chain(clip_by_total_norm(grad_clip_norm, grad_clip_norm_type), optimizer)
     if not frozen:
@@ -96,10 +112,14 @@ def make_optimizer(
 
 
 def from_config(
-    optimizer: Mapping[str, Any], schedule: optax.Schedule, frozen: tuple[str, ...] = ()
+    optimizer: Mapping[str, Any],
+    schedule: optax.Schedule,
+    frozen: tuple[str, ...] = (),
+    total_steps: int = 1,
 ) -> optax.GradientTransformation:
     """`make_optimizer` from a config's `optimizer` section (`name`, `weight_decay`,
-    `grad_clip_norm` and the optional `grad_clip_norm_type`, default `l2`)."""
+    `grad_clip_norm` and the optional `grad_clip_norm_type` (default `l2`), `b2`,
+    `decay_matrices_only`, `weight_decay_end`)."""
     return make_optimizer(
         optimizer["name"],
         schedule,
@@ -107,7 +127,22 @@ def from_config(
         grad_clip_norm=optimizer["grad_clip_norm"],
         grad_clip_norm_type=optimizer.get("grad_clip_norm_type", "l2"),
         frozen=frozen,
+        b2=optimizer.get("b2", 0.999),
+        decay_matrices_only=optimizer.get("decay_matrices_only", False),
+        weight_decay_end=optimizer.get("weight_decay_end"),
+        total_steps=total_steps,
     )
+
+
+def cosine_value(start: float, end: float, total_steps: int) -> optax.Schedule:
+    """Step -> `end + (start - end) (1 + cos(pi step / total_steps)) / 2` (DINO's
+    `cosine_scheduler` without warm-up), held at `end` after `total_steps`."""
+
+    def value(step: jax.Array | int) -> jax.Array:
+        progress = jnp.minimum(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 1.0)
+        return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+    return value
 
 
 def clip_by_total_norm(max_norm: float, norm_type: str = "l2") -> optax.GradientTransformation:
@@ -115,10 +150,16 @@ def clip_by_total_norm(max_norm: float, norm_type: str = "l2") -> optax.Gradient
     their largest absolute entry (`inf`); `l2` is optax's `clip_by_global_norm`."""
     if norm_type == "l2":
         return optax.clip_by_global_norm(max_norm)
+    if norm_type == "per_tensor":
+        return optax.stateless(
+            lambda updates, params=None: jax.tree.map(
+                lambda g: g * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(g) + 1e-6)), updates
+            )
+        )
     if norm_type != "inf":
         raise ValueError(
-            f"Unknown optimizer.grad_clip_norm_type {norm_type!r}; use 'l2' (global norm) or "
-            "'inf' (largest absolute gradient entry)."
+            f"Unknown optimizer.grad_clip_norm_type {norm_type!r}; use 'l2' (global norm), "
+            "'inf' (largest absolute gradient entry) or 'per_tensor' (each parameter's norm)."
         )
 
     def update(updates: Any, state: optax.EmptyState, params: Any = None) -> tuple[Any, Any]:
@@ -135,10 +176,14 @@ def clip_by_total_norm(max_norm: float, norm_type: str = "l2") -> optax.Gradient
 
 
 def _optimizer(
-    name: str, schedule: optax.Schedule, weight_decay: float
+    name: str,
+    schedule: optax.Schedule,
+    weight_decay: float | optax.Schedule,
+    b2: float = 0.999,
+    mask: Any = None,
 ) -> optax.GradientTransformation:
     """Adam, AdamW or SGD (momentum 0.9, L2 weight decay added to the gradient, as
-    DeepLab-style training) on `schedule`."""
+    DeepLab-style training) on `schedule`; AdamW's decay may be a schedule and `mask`ed."""
     if name == "sgd":
         optimizer = optax.chain(
             optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=0.9)
@@ -148,10 +193,35 @@ def _optimizer(
             raise ValueError("optimizer.weight_decay needs optimizer.name = 'adamw'.")
         optimizer = optax.adam(schedule)
     elif name == "adamw":
-        optimizer = optax.adamw(schedule, weight_decay=weight_decay)
+        optimizer = optax.chain(
+            optax.scale_by_adam(b2=b2),
+            _decayed_weights(weight_decay, mask),
+            optax.scale_by_learning_rate(schedule),
+        )
     else:
         raise ValueError(f"Unknown optimizer.name {name!r}; use adam, adamw or sgd.")
     return optimizer
+
+
+def _decayed_weights(
+    weight_decay: float | optax.Schedule, mask: Any = None
+) -> optax.GradientTransformation:
+    """`updates + wd(step) * params` where `mask` allows (optax's `add_decayed_weights`
+    with a weight decay that may follow a schedule)."""
+    if not callable(weight_decay):
+        return optax.add_decayed_weights(weight_decay, mask)
+
+    def init(params: Any) -> optax.ScaleByScheduleState:
+        del params
+        return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        rate = weight_decay(state.count)
+        keep = mask(params) if mask is not None else jax.tree.map(lambda _: True, params)
+        updates = jax.tree.map(lambda g, p, k: g + rate * p if k else g, updates, params, keep)
+        return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
 
 
 def total_steps(num_steps: int | None, num_epochs: float | None, steps_per_epoch: int) -> int:

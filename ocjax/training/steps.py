@@ -23,13 +23,17 @@ def train_step(
     schedule: optax.Schedule,
     rng: jax.Array,
     augment: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
+    after_update: Callable[[Any, jax.Array], Any] | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimiser step on `batch`, first passed through `augment` if given (on device,
-    e.g. `TwoViewAugment.render`). A step whose loss or gradient is not finite leaves the
+    e.g. `TwoViewAugment.render`); the objective sees the batch with its `step`. After the
+    update, `after_update(params, step)` may move parameters the optimiser leaves alone
+    (a momentum encoder's EMA). A step whose loss or gradient is not finite leaves the
     state unchanged (so the last good state can be saved) and reports `finite = 0`."""
     step_rng = jax.random.fold_in(rng, state.step)
     if augment is not None:
         batch = augment(batch)
+    batch = {**batch, "step": state.step}
 
     mutable = list(state.model_state)
 
@@ -49,6 +53,8 @@ def train_step(
     ok = finite({"loss": loss, "grad_norm": grad_norm})
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if after_update is not None:
+        params = after_update(params, state.step)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
     new_state = TrainState(
         step=state.step + 1,
@@ -114,6 +120,10 @@ def eval_step(
         for metric, values in scores.items():
             per_image[f"{name}/{metric}"] = values
             weights[f"{name}/{metric}"] = valid if metric in ("ari", "nmi") else has_fg
+    if objective.statistics is not None:
+        for name, values in objective.statistics(outputs).items():
+            per_image[f"tokens/{name}"] = values
+            weights[f"tokens/{name}"] = valid
     tables = {
         name: jnp.einsum(
             "b,btp->tp",
@@ -130,6 +140,11 @@ def eval_step(
     }
     features = objective.features(outputs) if objective.features else None
     readout = objective.readout.points(outputs) if objective.readout else None
+    if readout is not None and readout.shape[1:3] != true_ids.shape[1:]:
+        # Points on a coarser grid (an encoder's patch tokens) stand for their pixels.
+        readout = jax.image.resize(
+            readout, (readout.shape[0], *true_ids.shape[1:], readout.shape[-1]), "nearest"
+        )
     attributes = {k: batch[k] for k in ("size", "color", "material", "shape", "present", "valid")}
     return {
         "per_image": per_image,

@@ -12,9 +12,9 @@ import numpy as np
 import tqdm
 
 from ocjax import files, parallel, visualize
-from ocjax.data import augment, load_sources, pipeline
+from ocjax.data import augment, load_sources, multicrop, pipeline
 from ocjax.metrics import otsu, parts, vqa
-from ocjax.models import backbones, build_model, input_check, readout
+from ocjax.models import backbones, build_model, input_check, pretraining, readout
 from ocjax.models.dinosaur import frozen_subtrees, teacher_params
 from ocjax.training import cached_features, checkpoint, console, optim
 from ocjax.training.objectives import build_objective
@@ -42,11 +42,7 @@ class Experiment:
         )
         self.model = build_model(**config.model)
         self.objective = build_objective(**config.objective)
-        self.views = views = (
-            augment.TwoViewAugment(**config.data.views)
-            if config.data.get("views") is not None
-            else None
-        )
+        self.views = views = _views(config.data)
         self.pretrained = pretrained_subtrees(self.model, (config.data.resolution,) * 2)
         self.normalization = normalization = (
             "imagenet" if views else config.data.get("normalization", "signed")
@@ -84,7 +80,10 @@ class Experiment:
             **optim.in_steps(config.optimizer.schedule, self.steps_per_epoch),
         )
         self.tx = optim.from_config(
-            config.optimizer, self.schedule, frozen=frozen_subtrees(self.model)
+            config.optimizer,
+            self.schedule,
+            frozen=frozen_subtrees(self.model),
+            total_steps=self.num_steps,
         )
         self.state_shape = jax.eval_shape(self._init, dummy, self.pretrained)
         self.train_data = pipeline.training_batches(
@@ -125,6 +124,7 @@ class Experiment:
                 schedule=self.schedule,
                 rng=jax.random.fold_in(self.rng, 1),
                 augment=views.render if views else None,
+                after_update=self._momentum_update(),
             ),
             in_shardings=(state_sharding, batch),
             out_shardings=(state_sharding, replicated),
@@ -173,6 +173,12 @@ class Experiment:
         argument, not a constant, so that large weights stay out of the compiled program."""
         params_rng, slots_rng = jax.random.split(jax.random.fold_in(self.rng, 0))
         variables = self.model.init({"params": params_rng, "slots": slots_rng}, images, train=False)
+        if getattr(self.model, "EMA", ()):  # Momentum encoders start as the online ones.
+            pairs = self.model.EMA
+            variables = {
+                **variables,
+                "params": pretraining.init_momentum(variables["params"], pairs),
+            }
         if pretrained:
             params = dict(variables["params"])
             for name, loaded in pretrained.items():
@@ -185,9 +191,33 @@ class Experiment:
         the rest of the model's initialisation is dead code and never runs."""
         return self._init_variables(images, pretrained)["params"].get("backbone", {})
 
+    def _momentum_update(self) -> Any:
+        """The EMA step of the model's momentum encoders after each update, or None."""
+        if not getattr(self.model, "EMA", ()):
+            return None
+        return functools.partial(
+            pretraining.momentum_update,
+            pairs=self.model.EMA,
+            base=self.model.momentum,
+            final=self.model.final_momentum,
+            total_steps=self.num_steps,
+        )
+
     def _init(self, images: np.ndarray, pretrained: Any = None) -> TrainState:
         """Initialises parameters, model state and optimiser state from a dummy batch."""
         return create_state(self._init_variables(images, pretrained), self.tx)
+
+
+def _views(data: ml_collections.ConfigDict) -> Any:
+    """The augmentation that makes each training example's views: the flagship's two views
+    (`data.views`), the crops of self-supervised pretraining (`data.crops`), or None."""
+    if data.get("views") is not None and data.get("crops") is not None:
+        raise ValueError("Set data.views (two views) or data.crops (multi-crop), not both.")
+    if data.get("views") is not None:
+        return augment.TwoViewAugment(**data.views)
+    if data.get("crops") is not None:
+        return multicrop.MultiCropAugment(**data.crops)
+    return None
 
 
 def pretrained_subtrees(model: Any, image_size: tuple[int, int]) -> dict[str, Any] | None:
@@ -195,7 +225,7 @@ def pretrained_subtrees(model: Any, image_size: tuple[int, int]) -> dict[str, An
     (unless it is a randomly initialised `dino_vit`) and the fine-tuned copy of its last
     blocks, and a SPOT teacher's head."""
     loaded = {}
-    if frozen_subtrees(model):
+    if "backbone" in frozen_subtrees(model):
         backbone = backbones.pretrained_params(model.backbone, image_size)
         if backbone is not None:
             loaded["backbone"] = backbone

@@ -81,7 +81,7 @@ def _timm_tokens(model, images: np.ndarray, blocks: int | None, norm: bool) -> n
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("architecture", sorted(TIMM))
 def test_converted_weights_give_timms_patch_features(architecture, tmp_path):
     grid = 4
     model = _timm_model(architecture, grid)

@@ -1,6 +1,7 @@
 """Objectives wire model outputs to the losses as the configs say."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -65,3 +66,23 @@ def test_attention_masks_upsample_nearest():
     masks = np.asarray(attention_masks(attention, (8, 8)))
     grid = np.asarray(attention).reshape(2, 3, 4, 4)
     np.testing.assert_array_equal(masks, grid.repeat(2, axis=2).repeat(2, axis=3))
+
+
+def test_token_statistics_against_numpy():
+    from ocjax.training.objectives import token_statistics
+
+    rng = np.random.default_rng(0)
+    tokens = rng.standard_normal((3, 10, 6)) + np.array([2.0, 0, 0, 0, 0, 0])
+    stats = token_statistics({"tokens": jnp.asarray(tokens, jnp.float32)})
+    for i, x in enumerate(tokens):
+
+        def cosines(t):
+            u = t / np.linalg.norm(t, axis=1, keepdims=True)
+            c = u @ u.T
+            return c[~np.eye(len(t), dtype=bool)].mean()
+
+        mean = x.mean(0)
+        np.testing.assert_allclose(float(stats["cosine"][i]), cosines(x), atol=1e-5)
+        np.testing.assert_allclose(float(stats["residual_cosine"][i]), cosines(x - mean), atol=1e-5)
+        share = len(x) * (mean**2).sum() / (x**2).sum()
+        np.testing.assert_allclose(float(stats["mean_energy"][i]), share, rtol=1e-5)

@@ -179,3 +179,65 @@ def test_unknown_decay_start_is_named():
             decay_steps=5,
             decay_from="warmup",
         )
+
+
+def test_adamw_of_the_pretraining_recipes_equals_torch_param_groups():
+    """b2 = 0.95, no decay on 1-D parameters (biases, norms), as DINO / MoCo v3 / MAE's
+    `param_groups_weight_decay` with torch.optim.AdamW."""
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(3)]
+    tx = optim.make_optimizer(
+        "adamw", lambda step: 1e-2, weight_decay=0.3, b2=0.95, decay_matrices_only=True
+    )
+    ours = jax.tree.map(jnp.asarray, params)
+    state = tx.init(ours)
+    for g in grads:
+        updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, ours)
+        ours = optax.apply_updates(ours, updates)
+    w, b = (torch.tensor(params[k], requires_grad=True) for k in ("w", "b"))
+    ref = torch.optim.AdamW(
+        [{"params": [w], "weight_decay": 0.3}, {"params": [b], "weight_decay": 0.0}],
+        lr=1e-2,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
+    for g in grads:
+        w.grad, b.grad = torch.tensor(g["w"]), torch.tensor(g["b"])
+        ref.step()
+    np.testing.assert_allclose(np.asarray(ours["w"]), w.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours["b"]), b.detach().numpy(), atol=1e-5)
+
+
+def test_weight_decay_schedule_is_dinos_cosine():
+    """DINO's `cosine_scheduler(0.04, 0.4, epochs, niter_per_ep)` (no warm-up), per step."""
+    total = 50
+    schedule = optim.cosine_value(0.04, 0.4, total)
+    iters = np.arange(total)
+    expected = 0.4 + 0.5 * (0.04 - 0.4) * (1 + np.cos(np.pi * iters / total))
+    np.testing.assert_allclose([float(schedule(i)) for i in iters], expected, rtol=1e-6)
+    # AdamW decays by the scheduled rate at each step: with zero gradients, p *= 1 - lr * wd.
+    tx = optim.make_optimizer(
+        "adamw", lambda step: 0.1, weight_decay=0.04, weight_decay_end=0.4, total_steps=total
+    )
+    p = {"w": jnp.ones((2, 2))}
+    state = tx.init(p)
+    for i in range(3):
+        updates, state = tx.update({"w": jnp.zeros((2, 2))}, state, p)
+        new = optax.apply_updates(p, updates)
+        np.testing.assert_allclose(
+            np.asarray(new["w"]), np.asarray(p["w"]) * (1 - 0.1 * expected[i]), rtol=1e-6
+        )
+        p = new
+
+
+def test_per_tensor_clipping_is_dinos_clip_gradients():
+    """DINO's `clip_gradients`: each gradient scaled by clip / (norm + 1e-6) where < 1."""
+    rng = np.random.default_rng(1)
+    grads = {"a": rng.standard_normal((5, 5)) * 3, "b": rng.standard_normal(3) * 0.01}
+    clip = optim.clip_by_total_norm(2.0, "per_tensor")
+    ours, _ = clip.update(jax.tree.map(jnp.asarray, grads), clip.init(grads))
+    for k, g in grads.items():
+        coef = 2.0 / (np.linalg.norm(g) + 1e-6)
+        expected = g * coef if coef < 1 else g
+        np.testing.assert_allclose(np.asarray(ours[k]), expected, rtol=1e-5)

@@ -1,0 +1,154 @@
+r"""DINO: self-distillation with no labels (Caron et al., 2021), the encoder DINOSAUR and
+SPOT read.
+
+The paper's ViT-S/16 recipe (`main_dino.py`, the README's 300-epoch command): 224x224
+global crops (2, area 0.4-1) and 96x96 local crops (10, area 0.05-0.4), flips, colour
+jitter, grayscale, blur and solarization (`ocjax.data.multicrop`); a ViT-S/16 student and
+its EMA teacher (momentum 0.996 -> 1 on a cosine), DINO heads of 65,536 prototypes
+(hidden 2,048, bottleneck 256, normalised last layer, frozen for the first epoch);
+student temperature 0.1, teacher temperature 0.04 -> 0.07 over the first 30 epochs,
+centre momentum 0.9. AdamW, batch 1,024, learning rate 5e-4 x batch / 256 after 10
+warm-up epochs, cosine to 1e-6; weight decay 0.04 -> 0.4 on a cosine (not on biases and
+norms); each parameter's gradient clipped to norm 3.
+
+The default preset reads COCO's train2017 images (the scenes DINOSAUR and SPOT are scored
+on; ocjax has no ImageNet reader) with the paper's recipe; the evaluation clusters the
+teacher's patch tokens of val2017 per image (k-means, objects + 1 clusters: FG-ARI, mBO).
+
+Presets (combine with `+`):
+
+    cpu    the embedded CLEVR-like scenes DINOSAUR's cpu protocol reads (64x64, 3-6
+           objects, 10,000 training scenes): a ViT of 4x4 patches (16x16 tokens, 128-d,
+           4 blocks, 4 heads), 2 global crops of 64 and 4 local crops of 32, 4,096
+           prototypes, batch 32, 20 epochs (6,240 steps)
+    quick  the cpu protocol shrunk to a few minutes: 1,000 scenes, 2 blocks, 200 steps
+
+Run: `python -m ocjax.main --config configs/dino.py:cpu --workdir runs/dino_cpu`; the run
+is then a backbone: `model.backbone = {"kind": "ocjax_vit", "workdir": "runs/dino_cpu"}`.
+"""
+
+import dataclasses
+
+import ml_collections
+
+from ocjax.data.multicrop import MultiCropAugment
+from ocjax.training import sections
+
+PRESETS = ("cpu", "quick")
+
+
+def get_config(presets: str = "") -> ml_collections.ConfigDict:
+    """Returns the experiment, modified by `+`-separated presets."""
+    presets = tuple(p for p in presets.split("+") if p)
+    unknown = sorted(set(presets) - set(PRESETS))
+    if unknown:
+        raise ValueError(f"Unknown preset(s) {unknown} for dino.py; use {PRESETS}.")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = sections.data("coco", 224, max_objects=254, normalization="imagenet")
+    config.data.coco.update(resize="bicubic", crowd="keep")
+    config.data.crops = dataclasses.asdict(MultiCropAugment.dino(224, local_count=10))
+
+    config.model = ml_collections.ConfigDict(
+        {
+            "name": "dino",
+            "image_size": 224,
+            "patch_size": 16,
+            "dim": 384,
+            "depth": 12,
+            "num_heads": 6,
+            "mlp_ratio": 4.0,
+            "num_registers": 0,
+            "out_dim": 65536,
+            "head_hidden_dim": 2048,
+            "bottleneck_dim": 256,
+            "head_layers": 3,
+            "norm_last_layer": True,
+            "center_momentum": 0.9,
+            "freeze_last_layer_steps": 0,  # One epoch: set below from the data.
+            "momentum": 0.996,
+            "final_momentum": 1.0,
+            "dtype": "float32",
+        }
+    )
+    config.objective = ml_collections.ConfigDict(
+        {
+            "name": "dino",
+            "student_temperature": 0.1,
+            "teacher_temperature": 0.07,
+            "warmup_teacher_temperature": 0.04,
+            "warmup_teacher_temperature_steps": 0,  # 30 epochs: set below.
+            "readout_n_init": 3,
+        }
+    )
+    batch_size, epochs = 1024, 300
+    config.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "weight_decay": 0.04,
+            "weight_decay_end": 0.4,
+            "decay_matrices_only": True,
+            "grad_clip_norm": 3.0,
+            "grad_clip_norm_type": "per_tensor",
+            "schedule": {
+                "learning_rate": 5e-4 * batch_size / 256,
+                "warmup_epochs": 10.0,
+                "decay": "cosine",
+                "end_learning_rate": 1e-6,
+            },
+        }
+    )
+    config.training = sections.training(
+        batch_size, num_epochs=float(epochs), checkpoint_every=5_000
+    )
+    config.evaluation = sections.evaluation(split="validation")
+    config.mesh = sections.mesh()
+    steps_per_epoch = 118_287 // batch_size  # COCO train2017
+
+    if "cpu" in presets or "quick" in presets:
+        config.data = sections.data("clevr_like", 64, max_objects=6, normalization="imagenet")
+        config.data.clevr_like.update(
+            min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
+        )
+        # Blur widths scaled with the image (the paper's sigmas are pixels of 224x224 crops).
+        config.data.crops = dataclasses.asdict(
+            MultiCropAugment.dino(64, local_count=4, local_size=32, blur_sigma=(0.03, 0.57))
+        )
+        config.model.update(
+            image_size=64,
+            patch_size=4,
+            dim=128,
+            depth=4,
+            num_heads=4,
+            out_dim=4096,
+            head_hidden_dim=1024,
+            bottleneck_dim=128,
+        )
+        batch_size, epochs = 32, 20
+        config.optimizer.schedule.learning_rate = 5e-4 * batch_size / 256
+        config.optimizer.schedule.warmup_epochs = 2.0
+        config.training.update(
+            batch_size=batch_size,
+            num_epochs=float(epochs),
+            log_every=50,
+            checkpoint_every=1_000,
+            image_every=2_000,
+        )
+        config.evaluation.update(split="test", every_steps=1_000, heldout_examples=128)
+        steps_per_epoch = 10_000 // batch_size
+    if "quick" in presets:
+        config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
+        config.model.update(depth=2, out_dim=1024, head_hidden_dim=256, bottleneck_dim=64)
+        config.training.update(
+            num_epochs=None, num_steps=200, log_every=10, checkpoint_every=100, image_every=100
+        )
+        config.optimizer.schedule.warmup_epochs = 0.5
+        config.evaluation.update(every_steps=100, heldout_examples=32, batch_size=32)
+        steps_per_epoch = 1_000 // batch_size
+    # DINO freezes the prototypes for the first epoch and warms the teacher temperature up
+    # over the first 30 of 300 epochs (10 %).
+    config.model.freeze_last_layer_steps = steps_per_epoch
+    total = config.training.num_steps or int(config.training.num_epochs * steps_per_epoch)
+    config.objective.warmup_teacher_temperature_steps = total // 10
+    return config

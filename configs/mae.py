@@ -1,0 +1,119 @@
+r"""MAE: masked autoencoders are scalable vision learners (He et al., 2022).
+
+The paper's ViT-B/16 recipe (`main_pretrain.py`, PRETRAIN.md): one 224x224 crop of area
+0.2-1 with flips (`ocjax.data.multicrop`); 75 % of the 196 patches removed at random,
+the ViT-B/16 encoder (fixed sine-cosine positions) on the rest, a decoder of 8 blocks,
+512 wide with 16 heads, predicting each removed patch's pixels normalised per patch.
+AdamW (betas 0.9, 0.95), batch 4,096, base learning rate 1.5e-4 x batch / 256 after 40
+warm-up epochs, cosine to 0 over 800 epochs; weight decay 0.05, not on biases and norms.
+
+The default preset reads COCO's train2017 images with the paper's recipe (ocjax has no
+ImageNet reader); evaluation clusters the encoder's patch tokens (all patches visible)
+per image.
+
+Presets (combine with `+`):
+
+    cpu    the embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, 10,000
+           training scenes): a ViT of 4x4 patches (16x16 tokens, 128-d, 4 blocks, 4
+           heads), decoder 2 blocks of 64, batch 64, 40 epochs (6,240 steps)
+    quick  the cpu protocol shrunk to a few minutes: 1,000 scenes, 2 blocks, 200 steps
+"""
+
+import dataclasses
+
+import ml_collections
+
+from ocjax.data.multicrop import MultiCropAugment
+from ocjax.training import sections
+
+PRESETS = ("cpu", "quick")
+
+
+def get_config(presets: str = "") -> ml_collections.ConfigDict:
+    """Returns the experiment, modified by `+`-separated presets."""
+    presets = tuple(p for p in presets.split("+") if p)
+    unknown = sorted(set(presets) - set(PRESETS))
+    if unknown:
+        raise ValueError(f"Unknown preset(s) {unknown} for mae.py; use {PRESETS}.")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = sections.data("coco", 224, max_objects=254, normalization="imagenet")
+    config.data.coco.update(resize="bicubic", crowd="keep")
+    config.data.crops = dataclasses.asdict(MultiCropAugment.mae(224))
+
+    config.model = ml_collections.ConfigDict(
+        {
+            "name": "mae",
+            "image_size": 224,
+            "patch_size": 16,
+            "dim": 768,
+            "depth": 12,
+            "num_heads": 12,
+            "mlp_ratio": 4.0,
+            "num_registers": 0,
+            "decoder_dim": 512,
+            "decoder_depth": 8,
+            "decoder_heads": 16,
+            "mask_ratio": 0.75,
+            "dtype": "float32",
+        }
+    )
+    config.objective = ml_collections.ConfigDict(
+        {"name": "mae", "norm_pix_loss": True, "readout_n_init": 3}
+    )
+    batch_size = 4096
+    config.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "b2": 0.95,
+            "weight_decay": 0.05,
+            "decay_matrices_only": True,
+            "grad_clip_norm": None,
+            "schedule": {
+                "learning_rate": 1.5e-4 * batch_size / 256,
+                "warmup_epochs": 40.0,
+                "decay": "cosine",
+                "end_learning_rate": 0.0,
+            },
+        }
+    )
+    config.training = sections.training(batch_size, num_epochs=800.0, checkpoint_every=5_000)
+    config.evaluation = sections.evaluation(split="validation")
+    config.mesh = sections.mesh()
+
+    if "cpu" in presets or "quick" in presets:
+        config.data = sections.data("clevr_like", 64, max_objects=6, normalization="imagenet")
+        config.data.clevr_like.update(
+            min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
+        )
+        config.data.crops = dataclasses.asdict(MultiCropAugment.mae(64))
+        config.model.update(
+            image_size=64,
+            patch_size=4,
+            dim=128,
+            depth=4,
+            num_heads=4,
+            decoder_dim=64,
+            decoder_depth=2,
+            decoder_heads=4,
+        )
+        batch_size = 64
+        config.optimizer.schedule.update(learning_rate=1.5e-4 * batch_size / 256, warmup_epochs=4.0)
+        config.training.update(
+            batch_size=batch_size,
+            num_epochs=40.0,
+            log_every=50,
+            checkpoint_every=1_000,
+            image_every=2_000,
+        )
+        config.evaluation.update(split="test", every_steps=1_000, heldout_examples=128)
+    if "quick" in presets:
+        config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
+        config.model.update(depth=2)
+        config.optimizer.schedule.warmup_epochs = 0.5
+        config.training.update(
+            num_epochs=None, num_steps=200, log_every=10, checkpoint_every=100, image_every=100
+        )
+        config.evaluation.update(every_steps=100, heldout_examples=32, batch_size=32)
+    return config

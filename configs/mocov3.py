@@ -1,0 +1,117 @@
+r"""MoCo v3: an empirical study of training self-supervised ViTs (Chen, Xie and He, 2021).
+
+The paper's ViT-S/16 recipe (`main_moco.py`, CONFIG.md's 300-epoch ViT-Small command):
+two 224x224 crops of area 0.08-1 with BYOL's augmentations (colour jitter, grayscale,
+blur 1.0 / 0.1, solarization 0 / 0.2, flips; `ocjax.data.multicrop`); a ViT-S/16 (12
+heads) with fixed sine-cosine positions and a frozen random patch projection
+(`--stop-grad-conv1`); projector 3 x 4096 -> 256 and predictor 2 x 4096 -> 256 with
+BatchNorm; momentum encoder 0.99 -> 1 on a cosine (`--moco-m-cos`); symmetrised InfoNCE
+at temperature 0.2. AdamW, batch 1,024, learning rate 1.5e-4 x batch / 256 after 40
+warm-up epochs, cosine to 0; weight decay 0.1.
+
+The default preset reads COCO's train2017 images with the paper's recipe (ocjax has no
+ImageNet reader); evaluation clusters the base encoder's patch tokens per image.
+
+Presets (combine with `+`):
+
+    cpu    the embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, 10,000
+           training scenes): a ViT of 4x4 patches (16x16 tokens, 128-d, 4 blocks, 4
+           heads), two crops of 64, projector and predictor 1,024 wide, batch 32, 20
+           epochs (6,240 steps)
+    quick  the cpu protocol shrunk to a few minutes: 1,000 scenes, 2 blocks, 200 steps
+"""
+
+import dataclasses
+
+import ml_collections
+
+from ocjax.data.multicrop import MultiCropAugment
+from ocjax.training import sections
+
+PRESETS = ("cpu", "quick")
+
+
+def get_config(presets: str = "") -> ml_collections.ConfigDict:
+    """Returns the experiment, modified by `+`-separated presets."""
+    presets = tuple(p for p in presets.split("+") if p)
+    unknown = sorted(set(presets) - set(PRESETS))
+    if unknown:
+        raise ValueError(f"Unknown preset(s) {unknown} for mocov3.py; use {PRESETS}.")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = sections.data("coco", 224, max_objects=254, normalization="imagenet")
+    config.data.coco.update(resize="bicubic", crowd="keep")
+    config.data.crops = dataclasses.asdict(MultiCropAugment.mocov3(224))
+
+    config.model = ml_collections.ConfigDict(
+        {
+            "name": "mocov3",
+            "image_size": 224,
+            "patch_size": 16,
+            "dim": 384,
+            "depth": 12,
+            "num_heads": 12,
+            "mlp_ratio": 4.0,
+            "num_registers": 0,
+            "projector_layers": 3,
+            "predictor_layers": 2,
+            "hidden_dim": 4096,
+            "out_dim": 256,
+            "frozen_patch_embed": True,
+            "momentum": 0.99,
+            "final_momentum": 1.0,
+            "dtype": "float32",
+        }
+    )
+    config.objective = ml_collections.ConfigDict(
+        {"name": "mocov3", "temperature": 0.2, "readout_n_init": 3}
+    )
+    batch_size = 1024
+    config.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "weight_decay": 0.1,
+            "decay_matrices_only": False,  # MoCo v3 decays every parameter.
+            "grad_clip_norm": None,
+            "schedule": {
+                "learning_rate": 1.5e-4 * batch_size / 256,
+                "warmup_epochs": 40.0,
+                "decay": "cosine",
+                "end_learning_rate": 0.0,
+            },
+        }
+    )
+    config.training = sections.training(batch_size, num_epochs=300.0, checkpoint_every=5_000)
+    config.evaluation = sections.evaluation(split="validation")
+    config.mesh = sections.mesh()
+
+    if "cpu" in presets or "quick" in presets:
+        config.data = sections.data("clevr_like", 64, max_objects=6, normalization="imagenet")
+        config.data.clevr_like.update(
+            min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
+        )
+        # Blur widths scaled with the image (the paper's sigmas are pixels of 224x224 crops).
+        config.data.crops = dataclasses.asdict(MultiCropAugment.mocov3(64, blur_sigma=(0.03, 0.57)))
+        config.model.update(
+            image_size=64, patch_size=4, dim=128, depth=4, num_heads=4, hidden_dim=1024
+        )
+        batch_size = 32
+        config.optimizer.schedule.update(learning_rate=1.5e-4 * batch_size / 256, warmup_epochs=4.0)
+        config.training.update(
+            batch_size=batch_size,
+            num_epochs=20.0,
+            log_every=50,
+            checkpoint_every=1_000,
+            image_every=2_000,
+        )
+        config.evaluation.update(split="test", every_steps=1_000, heldout_examples=128)
+    if "quick" in presets:
+        config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
+        config.model.update(depth=2, hidden_dim=256)
+        config.optimizer.schedule.warmup_epochs = 0.5
+        config.training.update(
+            num_epochs=None, num_steps=200, log_every=10, checkpoint_every=100, image_every=100
+        )
+        config.evaluation.update(every_steps=100, heldout_examples=32, batch_size=32)
+    return config
