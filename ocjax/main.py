@@ -9,6 +9,7 @@ work) prints one `ocjax: error: ...` line and exits with status 1; `--verbosity=
 import importlib.util
 import os
 import sys
+import warnings
 from typing import NoReturn
 
 from ocjax.training import console
@@ -86,6 +87,11 @@ def fail(error: BaseException) -> NoReturn:
         message = message.splitlines()[-1].strip()
     if isinstance(error, OSError) and error.filename and error.filename not in message:
         message += f": {error.filename}"
+    # A failed checkpoint write leaves Orbax's writer coroutines unfinished; Python would
+    # warn about each as it shuts down, after the one line this error is.
+    warnings.filterwarnings(
+        "ignore", message="coroutine .* was never awaited", category=RuntimeWarning
+    )
     sys.exit(f"ocjax: error: {message}\n(--verbosity=1 or OCJAX_TRACEBACK=1 shows the traceback)")
 
 
