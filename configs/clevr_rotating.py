@@ -17,6 +17,8 @@ import ml_collections
 
 from ocjax.training import sections
 
+PRESETS = ("quick",)
+
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
     """Returns the experiment, optionally shrunk by a preset."""

@@ -28,6 +28,8 @@ import ml_collections
 
 from ocjax.training import sections
 
+PRESETS = ("cpu", "quick")
+
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
     """Returns the experiment, optionally shrunk by a preset."""

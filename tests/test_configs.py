@@ -1,0 +1,43 @@
+"""Every config and each of its presets gives a model and objective that build (values the
+registries accept), without touching data: a typo in a preset fails here, not mid-run."""
+
+import importlib
+import os
+
+import pytest
+
+from ocjax.models import build_model
+from ocjax.training.objectives import build_objective
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = sorted(
+    f[:-3] for f in os.listdir(os.path.join(REPO, "configs")) if f.endswith(".py") and f[0] != "_"
+)
+# Configs whose presets modify one of several stages, each run named with its stage.
+STAGES = {"coco_spot": ("teacher", "student")}
+
+
+def _presets(name: str) -> list[str]:
+    """The default and each preset of config `name` (for staged configs, each with each stage)."""
+    presets = importlib.import_module(f"configs.{name}").PRESETS
+    stages = STAGES.get(name)
+    if stages is None:
+        return ["", *presets]
+    modifiers = [p for p in presets if p not in stages]
+    return [f"{s}+{p}" if p else s for s in stages for p in ("", *modifiers)]
+
+
+CASES = [(name, preset) for name in NAMES for preset in _presets(name)]
+
+
+@pytest.mark.parametrize("name, preset", CASES)
+def test_every_preset_builds_its_model_and_objective(name, preset):
+    config = importlib.import_module(f"configs.{name}").get_config(preset)
+    build_objective(**config.objective)
+    backbone = config.model.get("backbone")
+    if backbone is not None and backbone.get("kind") == "ocjax_vit":
+        return  # Reads another run's config.json (tests/training cover it on tiny runs).
+    teacher = config.model.get("teacher")
+    if teacher is not None and teacher.get("workdir"):
+        return  # Reads the teacher run's config.json likewise.
+    build_model(**config.model)
