@@ -107,45 +107,29 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
     steps_per_epoch = 118_287 // batch_size  # COCO train2017
 
     if "cpu" in presets or "quick" in presets:
-        config.data = sections.data("clevr_like", 64, max_objects=6, normalization="imagenet")
-        config.data.clevr_like.update(
-            min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
-        )
-        # Blur widths scaled with the image (the paper's sigmas are pixels of 224x224 crops).
-        config.data.crops = dataclasses.asdict(
-            MultiCropAugment.dino(64, local_count=4, local_size=32, blur_sigma=(0.03, 0.57))
+        quick = "quick" in presets
+        batch_size = 32
+        sections.pretraining_on_clevr_like(
+            config,
+            # Blur widths scaled with the image (the paper's sigmas are pixels of 224x224).
+            MultiCropAugment.dino(64, local_count=4, local_size=32, blur_sigma=(0.03, 0.57)),
+            batch_size=batch_size,
+            num_epochs=20,
+            learning_rate=5e-4 * batch_size / 256,
+            warmup_epochs=2.0,
+            quick=quick,
         )
         config.model.update(
             image_size=64,
             patch_size=4,
             dim=128,
-            depth=4,
+            depth=2 if quick else 4,
             num_heads=4,
-            out_dim=4096,
-            head_hidden_dim=1024,
-            bottleneck_dim=128,
+            out_dim=1024 if quick else 4096,
+            head_hidden_dim=256 if quick else 1024,
+            bottleneck_dim=64 if quick else 128,
         )
-        batch_size, epochs = 32, 20
-        config.optimizer.schedule.learning_rate = 5e-4 * batch_size / 256
-        config.optimizer.schedule.warmup_epochs = 2.0
-        config.training.update(
-            batch_size=batch_size,
-            num_epochs=float(epochs),
-            log_every=50,
-            checkpoint_every=1_000,
-            image_every=2_000,
-        )
-        config.evaluation.update(split="test", every_steps=1_000, heldout_examples=128)
-        steps_per_epoch = 10_000 // batch_size
-    if "quick" in presets:
-        config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
-        config.model.update(depth=2, out_dim=1024, head_hidden_dim=256, bottleneck_dim=64)
-        config.training.update(
-            num_epochs=None, num_steps=200, log_every=10, checkpoint_every=100, image_every=100
-        )
-        config.optimizer.schedule.warmup_epochs = 0.5
-        config.evaluation.update(every_steps=100, heldout_examples=32, batch_size=32)
-        steps_per_epoch = 1_000 // batch_size
+        steps_per_epoch = config.data.clevr_like.num_train // batch_size
     # DINO freezes the prototypes for the first epoch and warms the teacher temperature up
     # over the first 30 of 300 epochs (10 %).
     config.model.freeze_last_layer_steps = steps_per_epoch

@@ -87,31 +87,24 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
     config.mesh = sections.mesh()
 
     if "cpu" in presets or "quick" in presets:
-        config.data = sections.data("clevr_like", 64, max_objects=6, normalization="imagenet")
-        config.data.clevr_like.update(
-            min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
-        )
-        # Blur widths scaled with the image (the paper's sigmas are pixels of 224x224 crops).
-        config.data.crops = dataclasses.asdict(MultiCropAugment.mocov3(64, blur_sigma=(0.03, 0.57)))
-        config.model.update(
-            image_size=64, patch_size=4, dim=128, depth=4, num_heads=4, hidden_dim=1024
-        )
+        quick = "quick" in presets
         batch_size = 32
-        config.optimizer.schedule.update(learning_rate=1.5e-4 * batch_size / 256, warmup_epochs=4.0)
-        config.training.update(
+        sections.pretraining_on_clevr_like(
+            config,
+            # Blur widths scaled with the image (the paper's sigmas are pixels of 224x224).
+            MultiCropAugment.mocov3(64, blur_sigma=(0.03, 0.57)),
             batch_size=batch_size,
-            num_epochs=20.0,
-            log_every=50,
-            checkpoint_every=1_000,
-            image_every=2_000,
+            num_epochs=20,
+            learning_rate=1.5e-4 * batch_size / 256,
+            warmup_epochs=4.0,
+            quick=quick,
         )
-        config.evaluation.update(split="test", every_steps=1_000, heldout_examples=128)
-    if "quick" in presets:
-        config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
-        config.model.update(depth=2, hidden_dim=256)
-        config.optimizer.schedule.warmup_epochs = 0.5
-        config.training.update(
-            num_epochs=None, num_steps=200, log_every=10, checkpoint_every=100, image_every=100
+        config.model.update(
+            image_size=64,
+            patch_size=4,
+            dim=128,
+            depth=2 if quick else 4,
+            num_heads=4,
+            hidden_dim=256 if quick else 1024,
         )
-        config.evaluation.update(every_steps=100, heldout_examples=32, batch_size=32)
     return config

@@ -9,7 +9,7 @@ A backbone is named in the config by `model.backbone`:
   gives the architecture, its latest checkpoint the weights), so the whole pipeline
   trains offline: the flagship's, or the encoder a self-supervised pretraining run
   trained (`configs/dino.py`, `mocov3.py`, `mae.py`: DINO's teacher, MoCo v3's base
-  encoder, MAE's encoder; `ocjax.models.pretraining.ENCODER_PARAMS`);
+  encoder, MAE's encoder; the system's `ENCODER`);
 * `kind="pixel_patches"`: no network: each `patch_size` x `patch_size` patch of the
   (normalised) image, flattened (rows, columns, channels), times one fixed random matrix
   with orthonormal rows to `dim` (seeded by `seed`). Features that carry colour and
@@ -38,8 +38,7 @@ import numpy as np
 
 from ocjax import files
 from ocjax.models import checkpoints, pretraining
-from ocjax.models.dino_vit import ARCHITECTURES, Architecture, DinoViT
-from ocjax.models.pretraining import ENCODER_PARAMS
+from ocjax.models.dino_vit import ARCHITECTURES, DinoViT
 from ocjax.models.vit import ViT, ViTOutput
 
 KINDS = ("dino_vit", "ocjax_vit", "pixel_patches")
@@ -113,9 +112,9 @@ def resolve(options: Mapping[str, Any]) -> Options:
         if not options.get("workdir"):
             raise ValueError("model.backbone.kind 'ocjax_vit' needs model.backbone.workdir.")
         model = load_run_config(options["workdir"])["model"]
-        if model.get("name") in ENCODER_PARAMS:  # A DINO / MoCo v3 / MAE run: its DinoViT.
+        if encoder_path(model.get("name")):  # A DINO / MoCo v3 / MAE run: its DinoViT.
             options["pretraining"] = model["name"]
-            for key in ("patch_size", "dim", "depth", "num_heads", "mlp_ratio", "num_registers"):
+            for key in pretraining.ARCHITECTURE_FIELDS:
                 options[key] = model[key]
         elif "patch_size" not in model or "dim" not in model:
             raise ValueError(
@@ -129,11 +128,12 @@ def resolve(options: Mapping[str, Any]) -> Options:
     return tuple(sorted(options.items()))
 
 
-def run_architecture(o: Mapping[str, Any]) -> Architecture:
-    """The `Architecture` of the pretraining run an `ocjax_vit` backbone reads."""
-    return pretraining.architecture(
-        o["patch_size"], o["dim"], o["depth"], o["num_heads"], o["mlp_ratio"], o["num_registers"]
-    )
+def encoder_path(name: str | None) -> tuple[str, ...]:
+    """Where the registered model `name` keeps the encoder a downstream model reads (its
+    `ENCODER`: a pretraining system), or `()`."""
+    from ocjax.models import MODELS  # pylint: disable=import-outside-toplevel (a circle)
+
+    return getattr(MODELS.get(name), "ENCODER", ())
 
 
 def orthonormal_projection(in_dim: int, dim: int, seed: int) -> np.ndarray:
@@ -192,7 +192,7 @@ class Backbone(nn.Module):
             )(images)
         elif o.get("pretraining"):
             out = DinoViT(
-                run_architecture(o),
+                pretraining.architecture_of(o),
                 image_size=size,
                 feature_block=o["feature_block"],
                 final_norm=o["final_norm"],
@@ -284,7 +284,7 @@ def _ocjax_vit_params(o: dict[str, Any], image_size: tuple[int, int]) -> dict[st
             f"data.resolution={trained}."
         )
     if o.get("pretraining"):
-        path = ENCODER_PARAMS[o["pretraining"]]
+        path = encoder_path(o["pretraining"])
         params = latest_params(workdir, path[0])
         for key in path[1:]:
             params = dict(params[key])

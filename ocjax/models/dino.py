@@ -23,10 +23,11 @@ import jax.numpy as jnp
 from ocjax.losses import self_supervised as ssl
 from ocjax.models import pretraining
 from ocjax.models.dino_vit import Architecture
+from ocjax.models.initializers import KERNEL_INITS
 from ocjax.models.vit import ViTOutput
 
 Dtype = Any
-_TRUNC_NORMAL = nn.initializers.truncated_normal(0.02)
+_TRUNC_NORMAL = KERNEL_INITS["truncated_normal"]
 
 
 class DinoHead(nn.Module):
@@ -100,6 +101,7 @@ class DINO(nn.Module):
     [b, n, dim]` and `cls [b, dim]`, the features a downstream model reads."""
 
     EMA: ClassVar[tuple[tuple[str, str], ...]] = (("student", "teacher"),)
+    ENCODER: ClassVar[tuple[str, ...]] = ("teacher", "vit")  # The paper evaluates the teacher.
 
     image_size: int = 224
     patch_size: int = 16
@@ -122,14 +124,7 @@ class DINO(nn.Module):
     @nn.compact
     def __call__(self, inputs: Any, train: bool = False) -> dict[str, jax.Array]:
         """Student and teacher scores of every crop (training), or teacher features (else)."""
-        spec = pretraining.architecture(
-            self.patch_size,
-            self.dim,
-            self.depth,
-            self.num_heads,
-            self.mlp_ratio,
-            self.num_registers,
-        )
+        spec = pretraining.architecture_of(self)
         branch = lambda name: DinoBranch(
             spec,
             self.image_size,

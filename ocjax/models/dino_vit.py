@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ocjax.models.initializers import torch_bias
+from ocjax.models.initializers import KERNEL_INITS, torch_bias
 from ocjax.models.vit import ViTOutput
 
 Dtype = Any
@@ -112,8 +112,6 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 INITS = ("dino", "mae", "mocov3")
-_XAVIER = nn.initializers.glorot_uniform()
-_TRUNC_NORMAL = nn.initializers.truncated_normal(0.02)
 
 
 def _dense_init(init: str) -> nn.initializers.Initializer:
@@ -121,7 +119,7 @@ def _dense_init(init: str) -> nn.initializers.Initializer:
     Xavier-uniform (biases are zero in all three)."""
     if init not in INITS:
         raise ValueError(f"Unknown ViT init {init!r}; use one of {INITS}.")
-    return _TRUNC_NORMAL if init == "dino" else _XAVIER
+    return KERNEL_INITS["truncated_normal" if init == "dino" else "xavier_uniform"]
 
 
 def _mocov3_qkv(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
@@ -371,7 +369,7 @@ class DinoViT(nn.Module):
             name="patch_embed",
         )(images)
         x = x.reshape(b, (h // p) * (w // p), spec.dim)
-        init = _TRUNC_NORMAL
+        init = KERNEL_INITS["truncated_normal"]
         if self.positions == "sincos":
             table = jnp.asarray(sincos_positions(grid, spec.dim))[None]
             pos = jax.lax.stop_gradient(self.param("pos_embed", lambda *_: table))

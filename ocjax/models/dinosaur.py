@@ -37,6 +37,7 @@ from ocjax.models.initializers import (
     fused_xavier_uniform,
     scheme,
     torch_bias,
+    xavier_uniform,
 )
 from ocjax.models.queries import GaussianQueries, LearnedQueries
 from ocjax.models.slot_attention import ATTENTION_ITERATIONS, TRUNCATIONS, SlotAttention, SlotMLP
@@ -132,11 +133,6 @@ class MLPFeatureDecoder(nn.Module):
         masks = jax.nn.softmax(alpha, axis=1)  # [b, k, n]
         reconstruction = jnp.einsum("bkn,bknf->bnf", masks, features.astype(jnp.float32))
         return reconstruction, masks
-
-
-def xavier_uniform(gain: float = 1.0) -> nn.initializers.Initializer:
-    """PyTorch's `xavier_uniform_(w, gain)`: U(+-gain * sqrt(6 / (fan_in + fan_out)))."""
-    return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
 
 
 KAIMING_UNIFORM_RELU = KERNEL_INITS["kaiming_uniform"]

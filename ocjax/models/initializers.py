@@ -27,7 +27,7 @@ initialisers each layer role draws from under it:
 """
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,11 +36,17 @@ from flax import linen as nn
 Initializer = Callable[..., jax.Array]
 GRU_GATES = 3
 
+
+def xavier_uniform(gain: float = 1.0) -> Initializer:
+    """PyTorch's `xavier_uniform_(w, gain)` on `[out, in]`: U(+-gain * sqrt(6 / (fan_in +
+    fan_out))), glorot over the same fans (the receptive field in both)."""
+    return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
+
+
 KERNEL_INITS: dict[str, Initializer] = {
     "lecun_normal": nn.initializers.lecun_normal(),
     "glorot_uniform": nn.initializers.glorot_uniform(),
-    # PyTorch: xavier_uniform_(w) on `[out, in]` is glorot over the same fans.
-    "xavier_uniform": nn.initializers.glorot_uniform(),
+    "xavier_uniform": xavier_uniform(),
     # PyTorch: kaiming_uniform_(w, nonlinearity="relu"), U(+-sqrt(6 / fan_in)).
     "kaiming_uniform": nn.initializers.variance_scaling(2.0, "fan_in", "uniform"),
     # PyTorch's nn.Linear / nn.Conv default, kaiming_uniform_(a=sqrt(5)): U(+-1/sqrt(fan_in)).

@@ -10,7 +10,7 @@ layers, the patch projection as a flattened linear layer, tokens N(0, 0.02)).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from ocjax.losses import self_supervised as ssl
 from ocjax.models import pretraining
 from ocjax.models.dino_vit import Block, sincos_positions
+from ocjax.models.initializers import KERNEL_INITS
 
 Dtype = Any
 
@@ -28,6 +29,8 @@ class MAE(nn.Module):
     outputs `predictions [b, n, p * p * 3]` of every patch and `mask [b, n]` (1 = removed).
     Evaluation input: images; outputs the encoder's patch `tokens [b, n, dim]` (no patch
     removed) and `cls`. Draws the masks from the `slots` random stream."""
+
+    ENCODER: ClassVar[tuple[str, ...]] = ("encoder",)
 
     image_size: int = 224
     patch_size: int = 16
@@ -47,14 +50,7 @@ class MAE(nn.Module):
         """Pixels of every patch from the visible ones (training), or encoder features."""
         if not 0 <= self.mask_ratio < 1:
             raise ValueError(f"model.mask_ratio must lie in [0, 1), got {self.mask_ratio}.")
-        spec = pretraining.architecture(
-            self.patch_size,
-            self.dim,
-            self.depth,
-            self.num_heads,
-            self.mlp_ratio,
-            self.num_registers,
-        )
+        spec = pretraining.architecture_of(self)
         encoder = pretraining.vit(
             spec, self.image_size, "mae", self.dtype, name="encoder", positions="sincos"
         )
@@ -67,7 +63,7 @@ class MAE(nn.Module):
         n = grid[0] * grid[1]
         keep, mask, restore = ssl.random_masking(self.make_rng("slots"), b, n, self.mask_ratio)
         latent = encoder(images, keep=keep)
-        xavier = nn.initializers.glorot_uniform()
+        xavier = KERNEL_INITS["xavier_uniform"]
         sequence = jnp.concatenate([latent.cls[:, None], latent.tokens], axis=1)
         x = nn.Dense(self.decoder_dim, kernel_init=xavier, dtype=self.dtype, name="decoder_embed")(
             sequence

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from ocjax.models import pretraining
 from ocjax.models.dino_vit import Architecture
+from ocjax.models.initializers import KERNEL_INITS
 
 Dtype = Any
 
@@ -38,7 +39,7 @@ class MocoMLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         """Maps features `[b, d]` to `[b, out_dim]`."""
-        xavier = nn.initializers.glorot_uniform()
+        xavier = KERNEL_INITS["xavier_uniform"]
         for i in range(self.num_layers):
             last = i == self.num_layers - 1
             width = self.out_dim if last else self.hidden_dim
@@ -101,6 +102,7 @@ class MoCoV3(nn.Module):
     `[b, S, S, 3]`; outputs the base encoder's patch `tokens [b, n, dim]` and `cls`."""
 
     EMA: ClassVar[tuple[tuple[str, str], ...]] = (("base", "momentum"),)
+    ENCODER: ClassVar[tuple[str, ...]] = ("base", "vit")
 
     image_size: int = 224
     patch_size: int = 16
@@ -121,14 +123,7 @@ class MoCoV3(nn.Module):
     @nn.compact
     def __call__(self, inputs: Any, train: bool = False) -> dict[str, jax.Array]:
         """Predictions and momentum projections of both views (training), else features."""
-        spec = pretraining.architecture(
-            self.patch_size,
-            self.dim,
-            self.depth,
-            self.num_heads,
-            self.mlp_ratio,
-            self.num_registers,
-        )
+        spec = pretraining.architecture_of(self)
         encoder = lambda name: MocoEncoder(
             spec,
             self.image_size,

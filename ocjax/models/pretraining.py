@@ -1,7 +1,8 @@
 """What the self-supervised encoders ocjax trains (DINO, MoCo v3, MAE) share: the ViT they
 train (`DinoViT` with an `Architecture` built from the config), the momentum (EMA) copy
-that DINO's teacher and MoCo v3's momentum encoder are, and where each system keeps the
-encoder that downstream models (DINOSAUR, SPOT, part discovery) read.
+that DINO's teacher and MoCo v3's momentum encoder are. Each system names in `ENCODER`
+the parameter path of the encoder that downstream models (DINOSAUR, SPOT, part discovery)
+read: DINO's teacher (the paper evaluates it), MoCo v3's base encoder, MAE's encoder.
 
 A system with a momentum copy names it in `EMA`, pairs `(online, momentum)` of top-level
 parameter subtrees with the same structure. The optimiser leaves the momentum subtrees
@@ -24,6 +25,9 @@ from ocjax.models.dino_vit import Architecture, DinoViT
 Params = Mapping[str, Any]
 
 
+ARCHITECTURE_FIELDS = ("patch_size", "dim", "depth", "num_heads", "mlp_ratio", "num_registers")
+
+
 def architecture(
     patch_size: int, dim: int, depth: int, num_heads: int, mlp_ratio: float, num_registers: int
 ) -> Architecture:
@@ -33,6 +37,13 @@ def architecture(
     return Architecture(
         dim, depth, num_heads, patch_size, mlp_ratio=mlp_ratio, num_registers=num_registers
     )
+
+
+def architecture_of(system: Any) -> Architecture:
+    """The ViT of a pretraining module with fields `patch_size, dim, depth, num_heads,
+    mlp_ratio, num_registers` (or of a config's `model` holding them)."""
+    get = system.get if isinstance(system, Mapping) else lambda key: getattr(system, key)
+    return architecture(*(get(key) for key in ARCHITECTURE_FIELDS))
 
 
 def vit(
@@ -80,12 +91,3 @@ def momentum_update(
     for online, momentum in pairs:
         out[momentum] = ssl.ema_update(params[momentum], params[online], m)
     return out
-
-
-# Where each system keeps the encoder a downstream model reads: DINO's teacher (the paper
-# evaluates it), MoCo v3's base encoder, MAE's encoder.
-ENCODER_PARAMS: dict[str, tuple[str, ...]] = {
-    "dino": ("teacher", "vit"),
-    "mocov3": ("base", "vit"),
-    "mae": ("encoder",),
-}

@@ -403,10 +403,22 @@ def token_statistics(outputs: Outputs) -> dict[str, jax.Array]:
     }
 
 
-def _encoder_readout(n_init: int) -> Readout:
-    """k-means of the encoder's patch tokens per image into objects + 1 clusters: how well
-    the frozen features separate the objects before any slot model trains on them."""
-    return Readout(points=_token_points, num_clusters=None, n_init=n_init)
+def _encoder_objective(
+    train_inputs: Callable[[Batch], Any],
+    loss: Callable[[Outputs, Batch], tuple[jax.Array, dict]],
+    readout_n_init: int,
+) -> Objective:
+    """A self-supervised encoder's objective: its training `loss`, no masks of its own, and
+    k-means of the encoder's patch tokens per image into objects + 1 clusters (how well the
+    frozen features separate the objects before any slot model trains on them) with the
+    tokens' collapse statistics."""
+    return Objective(
+        train_inputs=train_inputs,
+        loss=loss,
+        masks=lambda out, size: {},
+        readout=Readout(points=_token_points, num_clusters=None, n_init=readout_n_init),
+        statistics=token_statistics,
+    )
 
 
 def _views(batch: Batch) -> jax.Array:
@@ -457,22 +469,20 @@ def dino(
     teacher's patch tokens (`readout/...`)."""
     if min(student_temperature, teacher_temperature, warmup_teacher_temperature) <= 0:
         raise ValueError("objective temperatures must be > 0.")
-    return Objective(
-        train_inputs=lambda batch: {
+    return _encoder_objective(
+        lambda batch: {
             "global": _views(batch),
             "local": batch.get("local_views"),
             "step": batch["step"],
         },
-        loss=functools.partial(
+        functools.partial(
             _dino_loss,
             student_temperature=student_temperature,
             teacher_temperature=teacher_temperature,
             warmup_teacher_temperature=warmup_teacher_temperature,
             warmup_teacher_temperature_steps=warmup_teacher_temperature_steps,
         ),
-        masks=lambda out, size: {},
-        readout=_encoder_readout(readout_n_init),
-        statistics=token_statistics,
+        readout_n_init,
     )
 
 
@@ -489,13 +499,7 @@ def mocov3(temperature: float = 0.2, readout_n_init: int = 3) -> Objective:
         )
         return value, {"infonce": value}
 
-    return Objective(
-        train_inputs=lambda batch: {"global": _views(batch)},
-        loss=loss,
-        masks=lambda out, size: {},
-        readout=_encoder_readout(readout_n_init),
-        statistics=token_statistics,
-    )
+    return _encoder_objective(lambda batch: {"global": _views(batch)}, loss, readout_n_init)
 
 
 def mae(norm_pix_loss: bool = True, readout_n_init: int = 3) -> Objective:
@@ -508,13 +512,7 @@ def mae(norm_pix_loss: bool = True, readout_n_init: int = 3) -> Objective:
         value = ssl.mae_loss(outputs["predictions"], images, outputs["mask"], patch, norm_pix_loss)
         return value, {"masked_mse": value}
 
-    return Objective(
-        train_inputs=lambda batch: _views(batch)[:, 0],
-        loss=loss,
-        masks=lambda out, size: {},
-        readout=_encoder_readout(readout_n_init),
-        statistics=token_statistics,
-    )
+    return _encoder_objective(lambda batch: _views(batch)[:, 0], loss, readout_n_init)
 
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {

@@ -1,5 +1,6 @@
 """Config sections every experiment shares: the training loop, evaluation and the mesh."""
 
+import dataclasses
 from typing import Any
 
 import ml_collections
@@ -97,3 +98,42 @@ def data(
     )
     section.update(default_options())
     return section
+
+
+def pretraining_on_clevr_like(
+    config: ml_collections.ConfigDict,
+    crops: Any,
+    *,
+    batch_size: int,
+    num_epochs: float,
+    learning_rate: float,
+    warmup_epochs: float,
+    quick: bool = False,
+) -> None:
+    """Moves a self-supervised pretraining config (DINO, MoCo v3, MAE) in place to the
+    embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, imagenet normalisation,
+    10,000 training and 1,000 test scenes, 3-6 objects) with `crops` (a `MultiCropAugment`)
+    and the given batch and schedule, scored on 128 held-out scenes every 1,000 steps.
+    `quick` shrinks it to a few minutes: 1,000 scenes, 200 steps, warm-up half an epoch.
+    """
+    config.data = data("clevr_like", 64, max_objects=6, normalization="imagenet")
+    config.data.clevr_like.update(
+        min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
+    )
+    config.data.crops = dataclasses.asdict(crops)
+    config.optimizer.schedule.update(learning_rate=learning_rate, warmup_epochs=warmup_epochs)
+    config.training.update(
+        batch_size=batch_size,
+        num_epochs=float(num_epochs),
+        log_every=50,
+        checkpoint_every=1_000,
+        image_every=2_000,
+    )
+    config.evaluation.update(split="test", every_steps=1_000, heldout_examples=128)
+    if quick:
+        config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
+        config.optimizer.schedule.warmup_epochs = 0.5
+        config.training.update(
+            num_epochs=None, num_steps=200, log_every=10, checkpoint_every=100, image_every=100
+        )
+        config.evaluation.update(every_steps=100, heldout_examples=32, batch_size=32)

@@ -245,5 +245,34 @@ def test_mae_predictions_do_not_see_the_removed_patches():
 def test_architecture_fields_round_trip():
     spec = pretraining.architecture(4, 32, 2, 4, 2.0, 1)
     assert dataclasses.astuple(spec)[:4] == (32, 2, 4, 4) and spec.mlp_dim == 64
+    model = MAE(patch_size=4, dim=32, depth=2, num_heads=4, mlp_ratio=2.0, num_registers=1)
+    assert pretraining.architecture_of(model) == spec
+    config = {k: getattr(model, k) for k in pretraining.ARCHITECTURE_FIELDS}
+    assert pretraining.architecture_of(config) == spec
     with pytest.raises(ValueError, match="not divisible by model.num_heads"):
         pretraining.architecture(4, 30, 2, 4, 2.0, 0)
+
+
+@pytest.mark.parametrize(
+    "system, options",
+    [
+        (DINO, {"out_dim": 32, "head_hidden_dim": 16, "bottleneck_dim": 8}),
+        (MoCoV3, {"hidden_dim": 16, "out_dim": 8}),
+        (MAE, {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}),
+    ],
+)
+def test_encoder_path_holds_the_vit_a_downstream_model_reads(system, options):
+    model = _tiny(system, **options)
+    images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+    variables = model.init({"params": jax.random.key(1), "slots": jax.random.key(2)}, images)
+    params = variables["params"]
+    for key in model.ENCODER:
+        params = params[key]
+    positions = "sincos" if system is MAE else "learned"
+    vit = pretraining.vit(
+        pretraining.architecture_of(model), 16, "dino", jnp.float32, positions=positions
+    )
+    read = vit.apply({"params": params}, images)
+    features = model.apply(variables, images)
+    np.testing.assert_allclose(np.asarray(read.tokens), np.asarray(features["tokens"]), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(read.cls), np.asarray(features["cls"]), atol=1e-6)
