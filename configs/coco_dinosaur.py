@@ -39,7 +39,11 @@ Presets (after a colon, `+`-joined):
   feature set that needs no earlier run (and carries no learned grouping), at batch 8
   with an MLP decoder of 3 x 256: the protocol run side by side with the official code (`python -m ocjax.reproduce
   dinosaur_patches`; docs/reproductions.md);
-* `quick`: a smoke run of a few minutes (needs the same backbone workdir, or `patches`).
+* `quick`: a smoke run of a few minutes on the encoder of `configs/mae.py:quick` (its
+  workdir `runs/quick/mae`, trained in a few minutes), or with `patches` on raw patches:
+
+    python -m ocjax.main --config configs/mae.py:quick --workdir runs/quick/mae
+    python -m ocjax.main --config configs/coco_dinosaur.py:quick --workdir runs/quick/dinosaur
 
     python -m ocjax.main --config configs/coco_dinosaur.py --workdir runs/dinosaur
 """
@@ -170,6 +174,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         config.training.batch_size = 8
         config.model.decoder_hidden_dims = [256, 256, 256]
     if "quick" in presets:
+        if "patches" not in presets:
+            config.model.backbone.workdir = sections.QUICK_ENCODER_WORKDIR
         config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
         config.optimizer.schedule.update(warmup_steps=20, decay_steps=1_000)
         config.training.update(

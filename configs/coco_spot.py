@@ -42,6 +42,12 @@ blocks to fine-tune, so there the student's backbone stays frozen. `+patches` is
 protocol run side by side with the official code: the raw-patch features of
 `coco_dinosaur.py:patches`, batch 8, evaluated in raster order as the official runs
 (`python -m ocjax.reproduce spot_teacher_patches`, then `spot_student_patches`).
+`+quick` is a smoke run of a few minutes per stage on the encoder of
+`configs/mae.py:quick` (as `coco_dinosaur.py:quick`), the student reading the teacher
+from `runs/quick/spot_teacher`:
+
+    python -m ocjax.main --config configs/coco_spot.py:teacher+quick --workdir runs/quick/spot_teacher
+    python -m ocjax.main --config configs/coco_spot.py:student+quick --workdir runs/quick/spot_student
 
     python -m ocjax.main --config configs/coco_spot.py:teacher --workdir runs/spot_teacher
     python -m ocjax.main --config configs/coco_spot.py:student --workdir runs/spot_student \
@@ -53,10 +59,11 @@ import ml_collections
 from configs import coco_dinosaur
 from ocjax.training import sections
 
-PRESETS = ("teacher", "student", "voc", "cpu", "patches")
+PRESETS = ("teacher", "student", "voc", "cpu", "patches", "quick")
 VOC_TRAIN_IMAGES = 10_582  # trainaug: VOC 2012 train + SBD.
 CPU_TEACHER_WORKDIR = "runs/reproduce/spot_teacher_clevr/seed0"
 PATCHES_TEACHER_WORKDIR = "runs/reproduce/spot_teacher_patches/seed0"
+QUICK_TEACHER_WORKDIR = "runs/quick/spot_teacher"
 
 
 def release_warmup_steps(num_images: int, batch_size: int = 64) -> int:
@@ -72,13 +79,14 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
     if (
         unknown
         or ("teacher" in presets) == ("student" in presets)
-        or {"voc", "cpu"} <= set(presets)
+        or ("voc" in presets and {"cpu", "quick"} & set(presets))
     ):
         raise ValueError(
             f"coco_spot.py needs exactly one of 'teacher' and 'student' (and optionally "
-            f"'+voc' or '+cpu'), got {preset!r}."
+            f"'+voc', or '+cpu', '+patches', '+quick'), got {preset!r}."
         )
-    shared = [p for p in ("cpu", "patches") if p in presets]
+    shared = [p for p in ("cpu", "patches", "quick") if p in presets]
+    small = "cpu" in presets or "quick" in presets
     config = coco_dinosaur.get_config("+".join(["transformer"] + shared))
     config.model.update(
         orders="spot",
@@ -89,7 +97,7 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
         feature_mlp_hidden_dim=None,  # The features' width.
         feature_mlp_dim=config.model.decoder_dim,  # The features' width, 768 (128 on cpu).
     )
-    if "cpu" not in presets:
+    if not small:
         config.model.update(decoder_heads=6, decoder_dim=768, feature_mlp_dim=768)
     if "patches" in presets:  # Evaluated as the official runs beside it (raster order).
         config.model.eval_orders = "raster"
@@ -111,7 +119,9 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
     )
     # Both stages of the release clip the largest gradient entry, not the global norm.
     config.optimizer.update(grad_clip_norm=0.3, grad_clip_norm_type="inf")
-    if "cpu" in presets:
+    if "quick" in presets:
+        config.optimizer.schedule.update(warmup_steps=20, decay_steps=80)
+    elif "cpu" in presets:
         config.optimizer.schedule.update(warmup_steps=500, decay_steps=2_500)
     elif "voc" in presets:
         # Every instance scored (254: as many as uint8 ids hold); PIL bilinear resize, as the
@@ -141,7 +151,9 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
         )
     if "student" in presets:
         workdir = "runs/spot_teacher"
-        if "cpu" in presets:
+        if "quick" in presets:
+            workdir = QUICK_TEACHER_WORKDIR
+        elif "cpu" in presets:
             workdir = PATCHES_TEACHER_WORKDIR if "patches" in presets else CPU_TEACHER_WORKDIR
         config.model.teacher = {"workdir": workdir}
         config.model.update(slot_init="embedding", truncate="bi-level")

@@ -27,7 +27,8 @@ Presets (after a colon):
   given foreground mask) instead of the image's, Adam at 1e-3 instead of SGD at 1e-5 (the budget is 2,000 steps of
   batch 16 instead of the paper's schedule), lambda_f = 1e3 instead of 5 (phi's features are on
   a smaller scale than VGG19's; see the preset), held-out scores every 500 steps;
-* `quick`: a smoke run of a few minutes on the same backbone.
+* `quick`: a smoke run of a few minutes with phi the encoder of `configs/mae.py:quick`
+  (its workdir `runs/quick/mae`, trained in a few minutes).
 
     python -m ocjax.main --config configs/parts.py:cpu --workdir runs/parts
 """
@@ -122,6 +123,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         )
         config.evaluation.update(every_steps=500, heldout_examples=256)
     if "quick" in presets:
+        config.model.backbone.workdir = sections.QUICK_ENCODER_WORKDIR
         config.data.parts_like.update(num_train=500, num_validation=32, num_test=64)
         config.training.update(num_steps=100, log_every=10, checkpoint_every=50, image_every=50)
         config.evaluation.update(every_steps=50, heldout_examples=32)

@@ -41,3 +41,43 @@ def test_every_preset_builds_its_model_and_objective(name, preset):
     if teacher is not None and teacher.get("workdir"):
         return  # Reads the teacher run's config.json likewise.
     build_model(**config.model)
+
+
+# The quick chain of the README: each downstream quick preset with the run it reads.
+QUICK_CHAIN = [
+    ("coco_dinosaur", "quick"),
+    ("coco_spot", "teacher+quick"),
+    ("parts", "quick"),
+]
+
+
+@pytest.mark.parametrize("name, preset", QUICK_CHAIN)
+def test_quick_presets_read_the_quick_encoder_at_its_resolution(name, preset):
+    from configs import mae
+    from ocjax.training import sections
+
+    encoder = mae.get_config("quick")
+    config = importlib.import_module(f"configs.{name}").get_config(preset)
+    assert config.model.backbone.kind == "ocjax_vit"
+    assert config.model.backbone.workdir == sections.QUICK_ENCODER_WORKDIR
+    # The encoder's positions are learned for its crops: the downstream images match them.
+    assert config.data.resolution == encoder.model.image_size
+    assert config.data.resolution % encoder.model.patch_size == 0
+
+
+def test_quick_spot_student_reads_the_quick_teacher():
+    from configs import coco_spot
+
+    teacher = coco_spot.get_config("teacher+quick")
+    student = coco_spot.get_config("student+quick")
+    assert student.model.teacher.workdir == coco_spot.QUICK_TEACHER_WORKDIR
+    assert student.model.backbone.to_dict() == teacher.model.backbone.to_dict()
+    assert student.training.num_steps == teacher.training.num_steps <= 200
+
+
+def test_a_missing_encoder_run_names_the_command_that_trains_it(tmp_path):
+    from ocjax.models import backbones
+
+    workdir = str(tmp_path / "mae")
+    with pytest.raises(FileNotFoundError, match=f"configs/mae.py:quick --workdir {workdir}"):
+        backbones.resolve({"kind": "ocjax_vit", "workdir": workdir})

@@ -65,8 +65,9 @@ def load_run_config(workdir: str) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(
             f"model.backbone.workdir={workdir!r} has no config.json: it is not the workdir of "
-            "an ocjax training run (train one first, e.g. python -m ocjax.main --config "
-            f"configs/clevr_slots.py:cpu --workdir {workdir})."
+            "an ocjax training run. Train the encoder into it first, e.g. python -m "
+            f"ocjax.main --config configs/mae.py:quick --workdir {workdir} (a few minutes; "
+            "configs/mae.py:cpu, dino.py:cpu, mocov3.py:cpu or clevr_slots.py:cpu for real runs)."
         )
     return json.loads(path.read_text())
 

@@ -8,6 +8,11 @@ from ml_collections import config_dict
 
 from ocjax.data.datasets import default_options
 
+# The chain of quick presets a fresh clone runs in minutes: `configs/mae.py:quick` trains
+# into this workdir the encoder that the quick presets of DINOSAUR, SPOT and part discovery
+# read (README, "Self-supervised encoders").
+QUICK_ENCODER_WORKDIR = "runs/quick/mae"
+
 
 def training(
     batch_size: int,
