@@ -409,13 +409,15 @@ def _encoder_objective(
     readout_n_init: int,
 ) -> Objective:
     """A self-supervised encoder's objective: its training `loss`, no masks of its own, and
-    k-means of the encoder's patch tokens per image into objects + 1 clusters (how well the
-    frozen features separate the objects before any slot model trains on them) with the
-    tokens' collapse statistics."""
+    the diagnostics of its frozen patch tokens before any slot model trains on them: k-means
+    per image into objects + 1 clusters, their collapse statistics, and the patch tokens
+    `[b, n, dim]` as the features of the VQA probe (`evaluation.probe`: one linear map per
+    token, max-pooled over the tokens, as over slots)."""
     return Objective(
         train_inputs=train_inputs,
         loss=loss,
         masks=lambda out, size: {},
+        features=lambda out: out["tokens"],
         readout=Readout(points=_token_points, num_clusters=None, n_init=readout_n_init),
         statistics=token_statistics,
     )

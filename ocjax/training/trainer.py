@@ -605,6 +605,7 @@ def compute_metrics(
     tables: dict[str, np.ndarray] = {}
     settings = exp.objective.readout
     centroids = _pooled_centroids(exp, state, data) if settings and settings.pooled else None
+    probe = probe and exp.config.evaluation.get("probe") is not None
     num_images = 0
     for batch in pipeline.iterate(data):
         global_batch = parallel.to_global(batch, exp.mesh)
@@ -638,7 +639,7 @@ def compute_metrics(
     results = {k: totals[k] / counts[k] for k in sorted(totals) if counts[k]}
     for name, table in sorted(tables.items()):
         results.update({f"{name}/{k}": v for k, v in parts.pooled_scores(table).items()})
-    if collected and exp.config.evaluation.get("probe") is not None:
+    if collected:
         results.update(
             _vqa_probe(
                 {k: np.concatenate(v) for k, v in collected.items()},

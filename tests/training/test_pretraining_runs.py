@@ -78,6 +78,8 @@ def _pretrain(name: str, data_dir: str, workdir):
     results = json.loads((workdir / "eval.json").read_text())
     assert -1 <= results["readout/ari_bg"] <= 1 and 0 <= results["readout/mbo"] <= 1
     assert 0 <= results["tokens/mean_energy"] <= 1 and -1 <= results["tokens/cosine"] <= 1
+    # The VQA probe on the patch tokens: 9 of the 12 test scenes train it, 3 score it.
+    assert 0 <= results["vqa/ap"] <= 1 and results["vqa/test_images"] == 3
     for online, momentum in getattr(trainer.build_model(**config.model), "EMA", ()):
         # The momentum copy moved (EMA), but is not the online weights.
         a, b = state.params[online]["vit"], state.params[momentum]["vit"]
