@@ -39,6 +39,10 @@ Presets (after a colon, `+`-joined):
   feature set that needs no earlier run (and carries no learned grouping), at batch 8
   with an MLP decoder of 3 x 256: the protocol run side by side with the official code (`python -m ocjax.reproduce
   dinosaur_patches`; docs/reproductions.md);
+* `dino`, `mocov3`, `mae`: with `cpu`, the frozen encoder is the ViT that DINO, MoCo v3
+  or MAE pretrained here on the same scenes (`python -m ocjax.reproduce mae_clevr`, ...;
+  `configs/mae.py:cpu`), read from `runs/reproduce/<encoder>_clevr/seed0`: the SPOT
+  paper's encoder table on this CPU (`python -m ocjax.reproduce dinosaur_mae`);
 * `quick`: a smoke run of a few minutes on the encoder of `configs/mae.py:quick` (its
   workdir `runs/quick/mae`, trained in a few minutes), or with `patches` on raw patches:
 
@@ -52,7 +56,7 @@ import ml_collections
 
 from ocjax.training import sections
 
-PRESETS = ("transformer", "dinov2", "cpu", "patches", "quick")
+PRESETS = ("transformer", "dinov2", "cpu", "patches", "quick", "dino", "mocov3", "mae")
 FLAGSHIP_WORKDIR = "runs/reproduce/flagship_slot_cossim/seed0"
 
 
@@ -173,8 +177,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
         # and SPOT's two stages fits a session on two cores: batch 8, MLP decoder 3 x 256.
         config.training.batch_size = 8
         config.model.decoder_hidden_dims = [256, 256, 256]
+    encoder = sections.encoder_preset(presets, "coco_dinosaur.py")
+    if encoder:
+        config.model.backbone.workdir = sections.ENCODER_RUNS[encoder]
     if "quick" in presets:
-        if "patches" not in presets:
+        if "patches" not in presets and not encoder:
             config.model.backbone.workdir = sections.QUICK_ENCODER_WORKDIR
         config.data.clevr_like.update(num_train=1_000, num_validation=64, num_test=128)
         config.optimizer.schedule.update(warmup_steps=20, decay_steps=1_000)

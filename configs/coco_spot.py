@@ -42,6 +42,9 @@ blocks to fine-tune, so there the student's backbone stays frozen. `+patches` is
 protocol run side by side with the official code: the raw-patch features of
 `coco_dinosaur.py:patches`, batch 8, evaluated in raster order as the official runs
 (`python -m ocjax.reproduce spot_teacher_patches`, then `spot_student_patches`).
+`+dino`, `+mocov3`, `+mae` (with `cpu`) read the encoder that system pretrained here, as
+`coco_dinosaur.py` (the student its teacher from `runs/reproduce/spot_teacher_<encoder>`:
+`python -m ocjax.reproduce spot_teacher_mae`, then `spot_student_mae`).
 `+quick` is a smoke run of a few minutes per stage on the encoder of
 `configs/mae.py:quick` (as `coco_dinosaur.py:quick`), the student reading the teacher
 from `runs/quick/spot_teacher`:
@@ -59,7 +62,7 @@ import ml_collections
 from configs import coco_dinosaur
 from ocjax.training import sections
 
-PRESETS = ("teacher", "student", "voc", "cpu", "patches", "quick")
+PRESETS = ("teacher", "student", "voc", "cpu", "patches", "quick", "dino", "mocov3", "mae")
 VOC_TRAIN_IMAGES = 10_582  # trainaug: VOC 2012 train + SBD.
 CPU_TEACHER_WORKDIR = "runs/reproduce/spot_teacher_clevr/seed0"
 PATCHES_TEACHER_WORKDIR = "runs/reproduce/spot_teacher_patches/seed0"
@@ -85,7 +88,8 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
             f"coco_spot.py needs exactly one of 'teacher' and 'student' (and optionally "
             f"'+voc', or '+cpu', '+patches', '+quick'), got {preset!r}."
         )
-    shared = [p for p in ("cpu", "patches", "quick") if p in presets]
+    shared = [p for p in ("cpu", "patches", "quick", "dino", "mocov3", "mae") if p in presets]
+    encoder = sections.encoder_preset(presets, "coco_spot.py")
     small = "cpu" in presets or "quick" in presets
     config = coco_dinosaur.get_config("+".join(["transformer"] + shared))
     config.model.update(
@@ -153,6 +157,8 @@ def get_config(preset: str = "teacher") -> ml_collections.ConfigDict:
         workdir = "runs/spot_teacher"
         if "quick" in presets:
             workdir = QUICK_TEACHER_WORKDIR
+        elif encoder:
+            workdir = f"runs/reproduce/spot_teacher_{encoder}/seed0"
         elif "cpu" in presets:
             workdir = PATCHES_TEACHER_WORKDIR if "patches" in presets else CPU_TEACHER_WORKDIR
         config.model.teacher = {"workdir": workdir}

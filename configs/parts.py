@@ -27,6 +27,9 @@ Presets (after a colon):
   given foreground mask) instead of the image's, Adam at 1e-3 instead of SGD at 1e-5 (the budget is 2,000 steps of
   batch 16 instead of the paper's schedule), lambda_f = 1e3 instead of 5 (phi's features are on
   a smaller scale than VGG19's; see the preset), held-out scores every 500 steps;
+* `dino`, `mocov3`, `mae`: with `cpu`, phi is the ViT that DINO, MoCo v3 or MAE
+  pretrained here on the CLEVR-like scenes (`python -m ocjax.reproduce mae_clevr`, ...),
+  read from `runs/reproduce/<encoder>_clevr/seed0` (`python -m ocjax.reproduce parts_mae`);
 * `quick`: a smoke run of a few minutes with phi the encoder of `configs/mae.py:quick`
   (its workdir `runs/quick/mae`, trained in a few minutes).
 
@@ -38,7 +41,7 @@ import ml_collections
 from configs.coco_dinosaur import FLAGSHIP_WORKDIR
 from ocjax.training import sections
 
-PRESETS = ("cpu", "quick")
+PRESETS = ("cpu", "quick", "dino", "mocov3", "mae")
 
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
@@ -122,8 +125,12 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
             batch_size=16, num_steps=2_000, log_every=50, checkpoint_every=500, image_every=500
         )
         config.evaluation.update(every_steps=500, heldout_examples=256)
+    encoder = sections.encoder_preset(presets, "parts.py")
+    if encoder:
+        config.model.backbone.workdir = sections.ENCODER_RUNS[encoder]
     if "quick" in presets:
-        config.model.backbone.workdir = sections.QUICK_ENCODER_WORKDIR
+        if not encoder:
+            config.model.backbone.workdir = sections.QUICK_ENCODER_WORKDIR
         config.data.parts_like.update(num_train=500, num_validation=32, num_test=64)
         config.training.update(num_steps=100, log_every=10, checkpoint_every=50, image_every=50)
         config.evaluation.update(every_steps=50, heldout_examples=32)

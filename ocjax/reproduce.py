@@ -93,6 +93,105 @@ class Protocol:
         return "; ".join(parts) or "– (reported)"
 
 
+# The SPOT paper's encoder table (COCO, ViT-B/16 encoders pretrained on ImageNet):
+# (DINOSAUR mBO, FG-ARI), (SPOT mBO, FG-ARI).
+ENCODER_TABLE = {
+    "dino": ("DINO", (31.6, 34.1), (35.0, 37.0)),
+    "mocov3": ("MoCo v3", (31.4, 35.2), (32.9, 34.8)),
+    "mae": ("MAE", (30.2, 32.8), (33.4, 37.7)),
+}
+_SCENES = "embedded CLEVR-like 64×64, 3–6 objects"
+_SLOT_METRICS = (
+    ("decoder/fg_ari", "FG-ARI"),
+    ("attention/fg_ari", "attention FG-ARI"),
+    ("attention/mbo", "attention mBO"),
+)
+
+
+def _encoder_protocols(encoder: str) -> dict[str, Protocol]:
+    """The encoder table's rows for one encoder pretrained here: the encoder itself (its token
+    diagnostics), DINOSAUR and SPOT's two stages on it, and part discovery with it as phi."""
+    label, (dinosaur_mbo, dinosaur_ari), (spot_mbo, spot_ari) = ENCODER_TABLE[encoder]
+    paper = f"COCO, {label} ViT-B/16:"
+    on = f"on the {label} encoder pretrained here"
+    return {
+        f"{encoder}_clevr": Protocol(
+            system=f"{label} encoder (ViT, 4×4 patches, 128-d, 4 blocks)",
+            data=f"{_SCENES}, 10,000 scenes",
+            config=f"configs/{encoder}.py:cpu",
+            metric="readout/ari_bg",
+            metric_label="token k-means FG-ARI",
+            paper=f"{paper} DINOSAUR on it mBO {dinosaur_mbo}, FG-ARI {dinosaur_ari}",
+            target=None,  # A diagnostic: how well the frozen tokens separate the objects.
+            picture="readout_clusters",
+            extra_metrics=(
+                ("readout/mbo", "token k-means mBO"),
+                ("vqa/ap", "token VQA AP"),
+                ("tokens/residual_cosine", "residual token cosine"),
+                ("tokens/mean_energy", "energy in the scene mean"),
+            ),
+        ),
+        f"dinosaur_{encoder}": Protocol(
+            system=f"DINOSAUR (MLP decoder) {on}",
+            data=f"{_SCENES}, 7 slots",
+            config=f"configs/coco_dinosaur.py:cpu+{encoder}",
+            metric="decoder/fg_ari",
+            metric_label="FG-ARI",
+            paper=f"{paper} mBO {dinosaur_mbo}, FG-ARI {dinosaur_ari}",
+            target=0.70,  # On the best encoder (the Slot Attention AE reaches 0.725 here).
+            picture="slots_decoder",
+            extra_metrics=(("decoder/mbo", "mBO"), *_SLOT_METRICS[1:]),
+        ),
+        f"spot_teacher_{encoder}": Protocol(
+            system=f"SPOT teacher (stage 1) {on}",
+            data=f"{_SCENES}, 7 slots",
+            config=f"configs/coco_spot.py:teacher+cpu+{encoder}",
+            metric="decoder/mbo",
+            metric_label="mBO",
+            paper=f"{paper} stage 1 below stage 2",
+            target=None,
+            picture="slots_decoder",
+            extra_metrics=_SLOT_METRICS,
+            orderings=(Ordering("decoder/mbo", "mBO", "<", f"spot_student_{encoder}"),),
+        ),
+        f"spot_student_{encoder}": Protocol(
+            system=f"SPOT student (stage 2) {on}",
+            data=f"{_SCENES}, 7 slots",
+            config=f"configs/coco_spot.py:student+cpu+{encoder}",
+            metric="decoder/mbo",
+            metric_label="mBO",
+            paper=f"{paper} mBO {spot_mbo}, FG-ARI {spot_ari}",
+            target=None,
+            picture="slots_decoder",
+            extra_metrics=_SLOT_METRICS,
+            orderings=(
+                Ordering("decoder/mbo", "mBO", ">", f"spot_teacher_{encoder}"),
+                Ordering("decoder/mbo", "mBO", ">", f"dinosaur_{encoder}"),
+            ),
+            paired=(f"spot_teacher_{encoder}",),
+        ),
+        f"parts_{encoder}": Protocol(
+            system=f"Part discovery, phi {on}",
+            data="embedded part figures 64×64, K = 4 (6 labelled parts)",
+            config=f"configs/parts.py:cpu+{encoder}",
+            metric="parts/pooled_fg_ari",
+            metric_label="pooled FG-ARI",
+            paper="CUB FG-NMI 46.0, FG-ARI 21.0 vs k-means of VGG19 34.9, 14.7",
+            target=0.386,  # k-means of the pixel positions alone on these figures.
+            picture="slots_parts",
+            extra_metrics=(
+                ("parts/pooled_fg_nmi", "pooled FG-NMI"),
+                ("readout/pooled_fg_ari", "pooled k-means baseline FG-ARI"),
+                ("parts/fg_ari", "per-image FG-ARI"),
+            ),
+            beats=(
+                ("parts/pooled_fg_ari", "readout/pooled_fg_ari", "FG-ARI"),
+                ("parts/pooled_fg_nmi", "readout/pooled_fg_nmi", "FG-NMI"),
+            ),
+        ),
+    }
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "sa_ae_tetrominoes": Protocol(
         system="Slot Attention AE",
@@ -280,6 +379,8 @@ PROTOCOLS: dict[str, Protocol] = {
         picture=None,  # A global model has no object masks.
         orderings=(Ordering("vqa/ap", "VQA AP", "<", "flagship_cross_cossim"),),
     ),
+    # The SPOT paper's encoder table on this CPU: DINO, MoCo v3 and MAE pretrained here.
+    **{k: v for encoder in ENCODER_TABLE for k, v in _encoder_protocols(encoder).items()},
 }
 
 

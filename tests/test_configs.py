@@ -7,6 +7,7 @@ import os
 import pytest
 
 from ocjax.models import build_model
+from ocjax.training import sections
 from ocjax.training.objectives import build_objective
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,8 +19,12 @@ STAGES = {"coco_spot": ("teacher", "student")}
 
 
 def _presets(name: str) -> list[str]:
-    """The default and each preset of config `name` (for staged configs, each with each stage)."""
-    presets = importlib.import_module(f"configs.{name}").PRESETS
+    """The default and each preset of config `name` (for staged configs, each with each stage;
+    an encoder pretrained here with `cpu`, the data it was trained on)."""
+    presets = [
+        f"cpu+{p}" if p in sections.ENCODER_RUNS else p
+        for p in importlib.import_module(f"configs.{name}").PRESETS
+    ]
     stages = STAGES.get(name)
     if stages is None:
         return ["", *presets]
@@ -54,7 +59,6 @@ QUICK_CHAIN = [
 @pytest.mark.parametrize("name, preset", QUICK_CHAIN)
 def test_quick_presets_read_the_quick_encoder_at_its_resolution(name, preset):
     from configs import mae
-    from ocjax.training import sections
 
     encoder = mae.get_config("quick")
     config = importlib.import_module(f"configs.{name}").get_config(preset)
@@ -81,3 +85,25 @@ def test_a_missing_encoder_run_names_the_command_that_trains_it(tmp_path):
     workdir = str(tmp_path / "mae")
     with pytest.raises(FileNotFoundError, match=f"configs/mae.py:quick --workdir {workdir}"):
         backbones.resolve({"kind": "ocjax_vit", "workdir": workdir})
+
+
+@pytest.mark.parametrize("name", ["coco_dinosaur", "parts"])
+@pytest.mark.parametrize("encoder", sorted(sections.ENCODER_RUNS))
+def test_encoder_presets_read_the_encoder_pretrained_here(name, encoder):
+    module = importlib.import_module(f"configs.{name}")
+    config = module.get_config(f"cpu+{encoder}")
+    assert config.model.backbone.workdir == f"runs/reproduce/{encoder}_clevr/seed0"
+    for bad in (encoder, f"cpu+patches+{encoder}", "cpu+mae+dino"):
+        if bad == f"cpu+patches+{encoder}" and "patches" not in module.PRESETS:
+            continue
+        with pytest.raises(ValueError, match="at most one encoder preset"):
+            module.get_config(bad)
+
+
+def test_spot_students_read_their_encoders_teacher():
+    from configs import coco_spot
+
+    for encoder, run in sections.ENCODER_RUNS.items():
+        student = coco_spot.get_config(f"student+cpu+{encoder}")
+        assert student.model.teacher.workdir == f"runs/reproduce/spot_teacher_{encoder}/seed0"
+        assert student.model.backbone.workdir == run

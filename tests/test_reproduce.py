@@ -171,11 +171,13 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
     protocol = reproduce.PROTOCOLS[name]
     config = reproduce.load_protocol_config(protocol)
     backbone = config.model.get("backbone")
-    if backbone is not None and backbone.kind == "ocjax_vit":  # The flagship's run, as saved.
-        flagship = reproduce.load_protocol_config(reproduce.PROTOCOLS["flagship_slot_cossim"])
-        (tmp_path / "config.json").write_text(flagship.to_json_best_effort())
+    if backbone is not None and backbone.kind == "ocjax_vit":  # The encoder's run, as saved.
+        # `runs/reproduce/<protocol>/seed0`: the flagship's or an encoder pretrained here.
+        encoder = reproduce.PROTOCOLS[backbone.workdir.split("/")[2]]
+        encoder_config = reproduce.load_protocol_config(encoder)
+        (tmp_path / "config.json").write_text(encoder_config.to_json_best_effort())
         backbone.workdir = str(tmp_path)
-        assert flagship.data.resolution == config.data.resolution
+        assert encoder_config.data.resolution == config.data.resolution
     if config.model.get("teacher") is not None:  # SPOT's teacher run, as saved.
         stage1 = (protocol.paired or ("spot_teacher_clevr",))[0]
         teacher = reproduce.load_protocol_config(reproduce.PROTOCOLS[stage1])
@@ -208,6 +210,10 @@ def test_every_protocol_config_builds_its_model_and_evaluates_during_training(na
     elif "features" in outputs:  # Feature reconstruction (DINOSAUR): masks over the patches.
         assert outputs["reconstruction"].shape == outputs["features"].shape
         assert outputs["masks"].shape[:2] == (2, config.model.num_slots)
+    elif "tokens" in outputs:  # A pretrained encoder, scored by k-means of its patch tokens.
+        grid = (res // config.model.patch_size) ** 2
+        assert outputs["tokens"].shape == (2, grid, config.model.dim)
+        assert config.evaluation.probe.steps > 0
     elif kind in ("decoder", "readout"):
         assert outputs["reconstruction"].shape == (2, res, res, channels)
     elif kind == "attention":

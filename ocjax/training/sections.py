@@ -12,6 +12,23 @@ from ocjax.data.datasets import default_options
 # into this workdir the encoder that the quick presets of DINOSAUR, SPOT and part discovery
 # read (README, "Self-supervised encoders").
 QUICK_ENCODER_WORKDIR = "runs/quick/mae"
+# The encoders the reproduction driver pretrains on the CLEVR-like scenes (`python -m
+# ocjax.reproduce mae_clevr`, `dino_clevr`, `mocov3_clevr`: each config's `cpu` preset),
+# which the `cpu` presets of DINOSAUR, SPOT and part discovery read with `+mae`, `+dino`
+# or `+mocov3`.
+ENCODER_RUNS = {name: f"runs/reproduce/{name}_clevr/seed0" for name in ("dino", "mocov3", "mae")}
+
+
+def encoder_preset(presets: list[str], config_name: str) -> str | None:
+    """The pretrained-here encoder (`dino`, `mocov3`, `mae`) among `presets`, if any; one at
+    most, and only with `cpu` (the data it was trained on)."""
+    chosen = [p for p in presets if p in ENCODER_RUNS]
+    if len(chosen) > 1 or (chosen and "cpu" not in presets) or (chosen and "patches" in presets):
+        raise ValueError(
+            f"{config_name}: at most one encoder preset of {sorted(ENCODER_RUNS)}, with 'cpu' "
+            f"and without 'patches' (e.g. 'cpu+mae'), got {'+'.join(presets)!r}."
+        )
+    return chosen[0] if chosen else None
 
 
 def training(
@@ -113,12 +130,13 @@ def pretraining_on_clevr_like(
     num_epochs: float,
     learning_rate: float,
     warmup_epochs: float,
+    eval_every: int = 1_000,
     quick: bool = False,
 ) -> None:
     """Moves a self-supervised pretraining config (DINO, MoCo v3, MAE) in place to the
     embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, imagenet normalisation,
     10,000 training and 1,000 test scenes, 3-6 objects) with `crops` (a `MultiCropAugment`)
-    and the given batch and schedule, scored on 128 held-out scenes every 1,000 steps.
+    and the given batch and schedule, scored on 128 held-out scenes every `eval_every` steps.
     `quick` shrinks it to a few minutes: 1,000 scenes, 200 steps, warm-up half an epoch.
     """
     config.data = data("clevr_like", 64, max_objects=6, normalization="imagenet")
@@ -131,10 +149,10 @@ def pretraining_on_clevr_like(
         batch_size=batch_size,
         num_epochs=float(num_epochs),
         log_every=50,
-        checkpoint_every=1_000,
-        image_every=2_000,
+        checkpoint_every=eval_every,
+        image_every=2 * eval_every,
     )
-    config.evaluation.update(split="test", every_steps=1_000, heldout_examples=128)
+    config.evaluation.update(split="test", every_steps=eval_every, heldout_examples=128)
     # The VQA probe on the encoder's patch tokens, trained on 750 test scenes, AP on 250
     # (2,000 full-batch steps: 256 tokens per scene cost 36x the flagship's 7 slots).
     config.evaluation.probe = ml_collections.ConfigDict(
