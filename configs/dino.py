@@ -11,12 +11,15 @@ centre momentum 0.9. AdamW, batch 1,024, learning rate 5e-4 x batch / 256 after 
 warm-up epochs, cosine to 1e-6; weight decay 0.04 -> 0.4 on a cosine (not on biases and
 norms); each parameter's gradient clipped to norm 3.
 
-The default preset reads COCO's train2017 images (the scenes DINOSAUR and SPOT are scored
-on; ocjax has no ImageNet reader) with the paper's recipe; the evaluation clusters the
+The default preset reads ImageNet's training images as the paper does (stored as 224x224
+centre squares from which the crops are drawn; `data.imagenet.manual_dir`, README
+"Datasets"); ImageNet has no masks, so its evaluation reports the teacher's token
+statistics. `coco` reads COCO train2017 instead, and then the evaluation also clusters the
 teacher's patch tokens of val2017 per image (k-means, objects + 1 clusters: FG-ARI, mBO).
 
 Presets (combine with `+`):
 
+    coco   COCO train2017 instead of ImageNet (`data.coco.manual_dir`)
     cpu    the embedded CLEVR-like scenes DINOSAUR's cpu protocol reads (64x64, 3-6
            objects, 10,000 training scenes): a ViT of 4x4 patches (16x16 tokens, 128-d,
            4 blocks, 4 heads), 2 global crops of 64 and 4 local crops of 32, 4,096
@@ -35,7 +38,7 @@ import ml_collections
 from ocjax.data.multicrop import MultiCropAugment
 from ocjax.training import sections
 
-PRESETS = ("cpu", "quick")
+PRESETS = ("coco", "cpu", "quick")
 
 
 def get_config(presets: str = "") -> ml_collections.ConfigDict:
@@ -47,8 +50,7 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    config.data = sections.data("coco", 224, max_objects=254, normalization="imagenet")
-    config.data.coco.update(resize="bicubic", crowd="keep")
+    config.data = sections.pretraining_images("coco" if "coco" in presets else "imagenet")
     config.data.crops = dataclasses.asdict(MultiCropAugment.dino(224, local_count=10))
 
     config.model = ml_collections.ConfigDict(
@@ -105,7 +107,8 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
     )
     config.evaluation = sections.evaluation(split="validation")
     config.mesh = sections.mesh()
-    steps_per_epoch = 118_287 // batch_size  # COCO train2017
+    images = sections.COCO_TRAIN_IMAGES if "coco" in presets else sections.IMAGENET_TRAIN_IMAGES
+    steps_per_epoch = images // batch_size
 
     if "cpu" in presets or "quick" in presets:
         quick = "quick" in presets

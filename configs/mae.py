@@ -7,12 +7,15 @@ the ViT-B/16 encoder (fixed sine-cosine positions) on the rest, a decoder of 8 b
 AdamW (betas 0.9, 0.95), batch 4,096, base learning rate 1.5e-4 x batch / 256 after 40
 warm-up epochs, cosine to 0 over 800 epochs; weight decay 0.05, not on biases and norms.
 
-The default preset reads COCO's train2017 images with the paper's recipe (ocjax has no
-ImageNet reader); evaluation clusters the encoder's patch tokens (all patches visible)
+The default preset reads ImageNet's training images as the paper does (stored as 224x224
+centre squares from which the crops are drawn; `data.imagenet.manual_dir`); its
+evaluation reports the token statistics. `coco` reads COCO train2017 instead, and then
+the evaluation also clusters the encoder's patch tokens (all patches visible) of val2017
 per image.
 
 Presets (combine with `+`):
 
+    coco   COCO train2017 instead of ImageNet (`data.coco.manual_dir`)
     cpu    the embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, 10,000
            training scenes): a ViT of 4x4 patches (16x16 tokens, 128-d, 4 blocks, 4
            heads), decoder 2 blocks of 64, batch 64, 32 epochs (5,000 steps: about 75
@@ -28,7 +31,7 @@ import ml_collections
 from ocjax.data.multicrop import MultiCropAugment
 from ocjax.training import sections
 
-PRESETS = ("cpu", "quick")
+PRESETS = ("coco", "cpu", "quick")
 
 
 def get_config(presets: str = "") -> ml_collections.ConfigDict:
@@ -40,8 +43,7 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    config.data = sections.data("coco", 224, max_objects=254, normalization="imagenet")
-    config.data.coco.update(resize="bicubic", crowd="keep")
+    config.data = sections.pretraining_images("coco" if "coco" in presets else "imagenet")
     config.data.crops = dataclasses.asdict(MultiCropAugment.mae(224))
 
     config.model = ml_collections.ConfigDict(

@@ -9,11 +9,14 @@ BatchNorm; momentum encoder 0.99 -> 1 on a cosine (`--moco-m-cos`); symmetrised 
 at temperature 0.2. AdamW, batch 1,024, learning rate 1.5e-4 x batch / 256 after 40
 warm-up epochs, cosine to 0; weight decay 0.1.
 
-The default preset reads COCO's train2017 images with the paper's recipe (ocjax has no
-ImageNet reader); evaluation clusters the base encoder's patch tokens per image.
+The default preset reads ImageNet's training images as the paper does (stored as 224x224
+centre squares from which the crops are drawn; `data.imagenet.manual_dir`); its
+evaluation reports the token statistics. `coco` reads COCO train2017 instead, and then
+the evaluation also clusters the base encoder's patch tokens of val2017 per image.
 
 Presets (combine with `+`):
 
+    coco   COCO train2017 instead of ImageNet (`data.coco.manual_dir`)
     cpu    the embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, 10,000
            training scenes): a ViT of 4x4 patches (16x16 tokens, 128-d, 4 blocks, 4
            heads), two crops of 64, projector and predictor 1,024 wide, batch 32, 8
@@ -29,7 +32,7 @@ import ml_collections
 from ocjax.data.multicrop import MultiCropAugment
 from ocjax.training import sections
 
-PRESETS = ("cpu", "quick")
+PRESETS = ("coco", "cpu", "quick")
 
 
 def get_config(presets: str = "") -> ml_collections.ConfigDict:
@@ -41,8 +44,7 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    config.data = sections.data("coco", 224, max_objects=254, normalization="imagenet")
-    config.data.coco.update(resize="bicubic", crowd="keep")
+    config.data = sections.pretraining_images("coco" if "coco" in presets else "imagenet")
     config.data.crops = dataclasses.asdict(MultiCropAugment.mocov3(224))
 
     config.model = ml_collections.ConfigDict(

@@ -122,6 +122,25 @@ def data(
     return section
 
 
+IMAGENET_TRAIN_IMAGES = 1_281_167
+COCO_TRAIN_IMAGES = 118_287
+
+
+def pretraining_images(name: str) -> ml_collections.ConfigDict:
+    """The `data` section of a pretraining recipe at 224x224 (imagenet normalisation):
+    `imagenet`, the papers' ILSVRC-2012 training images (`data.imagenet.manual_dir`; no
+    masks, so evaluation reports the token statistics), or `coco`, COCO train2017 (the
+    scenes DINOSAUR and SPOT are scored on; val2017's masks score the token k-means)."""
+    if name == "coco":
+        section = data("coco", 224, max_objects=254, normalization="imagenet")
+        section.coco.update(resize="bicubic", crowd="keep")
+    elif name == "imagenet":
+        section = data("imagenet", 224, max_objects=1, normalization="imagenet")
+    else:
+        raise ValueError(f"Unknown pretraining images {name!r}; use 'imagenet' or 'coco'.")
+    return section
+
+
 def pretraining_on_clevr_like(
     config: ml_collections.ConfigDict,
     crops: Any,

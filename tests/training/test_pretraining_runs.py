@@ -127,3 +127,29 @@ def test_mae_pretrains_and_dinosaur_trains_on_its_encoder(data_dir, tmp_path):
         for x, y in zip(jax.tree.leaves(value), jax.tree.leaves(got[key])):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert np.isfinite(json.loads((tmp_path / "dinosaur" / "eval.json").read_text())["decoder/mbo"])
+
+
+@pytest.mark.slow
+def test_mae_pretrains_on_imagenet_folders_without_masks(tmp_path):
+    from configs import mae
+    from ocjax.training import sections
+    from tests.data.test_imagenet import _write
+
+    _write(tmp_path / "imagenet")
+    config = _tiny("mae", str(tmp_path / "data"))
+    default = mae.get_config("")
+    assert default.data.name == "imagenet"  # The paper's images are the default.
+    config.data = sections.pretraining_images("imagenet")
+    config.data.update(data_dir=str(tmp_path / "data"), resolution=32)
+    config.data.imagenet.manual_dir = str(tmp_path / "imagenet")
+    config.data.crops = dataclasses.asdict(MultiCropAugment.mae(32))
+    config.evaluation.update(split="validation", heldout_split="validation", heldout_examples=3)
+    config.evaluation.batch_size = 3
+    del config.evaluation.probe  # ImageNet's images carry no object attributes.
+    config.training.update(num_steps=4, batch_size=2, log_every=2, checkpoint_every=4)
+    config.evaluation.every_steps = 4
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    results = json.loads((tmp_path / "run" / "eval.json").read_text())
+    # No masks: the token statistics are scored, the mask metrics have no image to score.
+    assert results["num_images"] == 3 and 0 <= results["tokens/mean_energy"] <= 1
+    assert "readout/ari_bg" not in results
