@@ -14,6 +14,7 @@ from configs import clevr_sa_ae
 from ocjax.main import show_traceback, unknown_override
 from ocjax.training import checkpoint, console, trainer
 from ocjax.training.writers import rewind
+from tests.conftest import FAST_COMPILE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +68,9 @@ def test_batch_not_divisible_by_devices(data_dir, tmp_path):
         f"c = tiny_config({data_dir!r}); c.training.batch_size = 12\ntrainer.Experiment(c)"
     )
     env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}",
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ocjax.matching import hungarian, permutation_matrix
+from tests.conftest import FAST_COMPILE
 
 
 def brute_force_min_cost(cost: np.ndarray) -> float:
@@ -113,7 +114,7 @@ def test_hungarian_on_sharded_inputs_over_8_cpu_devices() -> None:
     repo_root = pathlib.Path(__file__).resolve().parents[1]
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}",
         JAX_PLATFORMS="cpu",
         PYTHONPATH=os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")])),
     )

@@ -14,6 +14,10 @@ import time
 import numpy as np
 import pytest
 
+from tests.conftest import FAST_COMPILE
+
+# One worker builds the runs every test here reads (pytest.ini: --dist=loadgroup).
+pytestmark = pytest.mark.xdist_group("multihost")
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NUM_STEPS = 5
 
@@ -95,10 +99,9 @@ def _start(
     base = dict(
         os.environ,
         JAX_PLATFORMS="cpu",
-        # Unoptimised XLA and a compilation cache shared by the runs: compiling is most of
-        # the time of these tiny runs.
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes} "
-        "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+        # Unoptimised XLA:CPU and a compilation cache shared by the runs: compiling is most
+        # of the time of these tiny runs.
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={4 // processes} {FAST_COMPILE}",
         JAX_COMPILATION_CACHE_DIR=str(setup["root"] / "jax_cache"),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",

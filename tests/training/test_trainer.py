@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from ocjax.data import pipeline
 from ocjax.training import trainer
+from tests.conftest import FAST_COMPILE
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -87,7 +88,9 @@ trainer.train_and_evaluate(config, sys.argv[2])
 def test_one_and_eight_devices_agree(data_dir, tmp_path):
     for n in (1, 8):
         env = dict(
-            os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n}"
+            os.environ,
+            JAX_PLATFORMS="cpu",
+            XLA_FLAGS=f"--xla_force_host_platform_device_count={n} {FAST_COMPILE}",
         )
         subprocess.run(
             [sys.executable, "-c", _RUN, data_dir, str(tmp_path / str(n))],
