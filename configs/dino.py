@@ -125,11 +125,6 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
             quick=quick,
         )
         config.model.update(
-            image_size=64,
-            patch_size=4,
-            dim=128,
-            depth=2 if quick else 4,
-            num_heads=4,
             out_dim=1024 if quick else 4096,
             head_hidden_dim=256 if quick else 1024,
             bottleneck_dim=64 if quick else 128,

@@ -104,11 +104,6 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
             quick=quick,
         )
         config.model.update(
-            image_size=64,
-            patch_size=4,
-            dim=128,
-            depth=2 if quick else 4,
-            num_heads=4,
             decoder_dim=64,
             decoder_depth=2,
             decoder_heads=4,

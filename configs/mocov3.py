@@ -103,12 +103,5 @@ def get_config(presets: str = "") -> ml_collections.ConfigDict:
             eval_every=500,
             quick=quick,
         )
-        config.model.update(
-            image_size=64,
-            patch_size=4,
-            dim=128,
-            depth=2 if quick else 4,
-            num_heads=4,
-            hidden_dim=256 if quick else 1024,
-        )
+        config.model.hidden_dim = 256 if quick else 1024
     return config

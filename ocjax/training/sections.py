@@ -152,8 +152,8 @@ def pretraining_on_clevr_like(
     eval_every: int = 1_000,
     quick: bool = False,
 ) -> None:
-    """Moves a self-supervised pretraining config (DINO, MoCo v3, MAE) in place to the
-    embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, imagenet normalisation,
+    """Moves a self-supervised pretraining config (DINO, MoCo v3, MAE) and its ViT in place
+    to the embedded CLEVR-like scenes of DINOSAUR's cpu protocol (64x64, imagenet normalisation,
     10,000 training and 1,000 test scenes, 3-6 objects) with `crops` (a `MultiCropAugment`)
     and the given batch and schedule, scored on 128 held-out scenes every `eval_every` steps.
     `quick` shrinks it to a few minutes: 1,000 scenes, 200 steps, warm-up half an epoch.
@@ -163,6 +163,8 @@ def pretraining_on_clevr_like(
         min_objects=3, num_train=10_000, num_validation=1_000, num_test=1_000, seed=0
     )
     config.data.crops = dataclasses.asdict(crops)
+    # The encoder: a ViT of 4x4 patches (16x16 tokens), 128-d, 4 blocks (quick: 2), 4 heads.
+    config.model.update(image_size=64, patch_size=4, dim=128, depth=2 if quick else 4, num_heads=4)
     config.optimizer.schedule.update(learning_rate=learning_rate, warmup_epochs=warmup_epochs)
     config.training.update(
         batch_size=batch_size,

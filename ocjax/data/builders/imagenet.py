@@ -182,8 +182,9 @@ def imagenet_sources(
     del max_objects  # ImageNet images hold no annotated objects.
     config = ImageNetConfig.make(resolution, resize, images_per_class)
     manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
-    read_index(manual_dir, images_per_class)  # A wrong layout is named before any work.
     builder = ImageNet(
         config=known_config(ImageNet, config), data_dir=data_dir, file_format="array_record"
     )
+    if not builder.is_prepared():  # A wrong layout is named before any work; once only.
+        read_index(manual_dir, images_per_class)
     return manual.prepare(builder, manual_dir, "ImageNet", manual.cache_dir(data_dir, builder))
